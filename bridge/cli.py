@@ -1,0 +1,331 @@
+"""``bbb-bridge``: serve (default), simulate, tail. ``main(argv, environ)`` is the one factory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bridge.config import (
+    DEFAULT_MAX_CLIENT_FRAME,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_REDIS_URL,
+    ConfigError,
+    Settings,
+    check_redis_url,
+    env_flag,
+    redact,
+    redis_url_from_env,
+)
+from bridge.embedded import EmbeddedRedisError, RedisServer, redis_answers
+from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, EventType
+
+log = logging.getLogger("bridge")
+
+COMMANDS = ("serve", "simulate", "tail")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def websocket_url_from_env(environ: Mapping[str, str]) -> str:
+    """The client URL: ``BBB_WEBSOCKET_URL``, then the frontend's, else the default."""
+    for name in ("BBB_WEBSOCKET_URL", "NEXT_PUBLIC_WEBSOCKET_URL", "WEBSOCKET_URL"):
+        if value := environ.get(name, "").strip():
+            return value
+    return DEFAULT_WEBSOCKET_URL
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    env_redis = redis_url_from_env(environ)
+    parser = argparse.ArgumentParser(
+        prog="bbb-bridge",
+        description="Rebroadcast Better Bull Board's Redis events to WebSocket clients.",
+        epilog="Without a command, 'serve' runs. 'bbb-bridge COMMAND --help' for each.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def redis_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--redis-url",
+            default=env_redis,
+            metavar="URL",
+            help="Redis to subscribe/publish to [env: REDIS_URL, or REDIS_HOST, REDIS_PORT, "
+            f"REDIS_USERNAME, REDIS_PASSWORD, REDIS_USE_TLS] (default: {DEFAULT_REDIS_URL})",
+        )
+        p.add_argument(
+            "--prefix",
+            default=environ.get("BBB_EVENTS_PREFIX", DEFAULT_PREFIX),
+            help=f"Redis channel prefix [env: BBB_EVENTS_PREFIX] (default: {DEFAULT_PREFIX})",
+        )
+        p.add_argument(
+            "--log-level",
+            choices=LOG_LEVELS,
+            type=str.lower,
+            default=environ.get("BBB_LOG_LEVEL", "info").lower(),
+            help="log detail on stderr [env: BBB_LOG_LEVEL] (default: info)",
+        )
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the bridge (the default)",
+        description="Subscribe to the Redis event channels and broadcast each event "
+        "as JSON to every WebSocket client. GET /healthz on the same port for health.",
+    )
+    serve.add_argument(
+        "--host",
+        default=environ.get("WEBSOCKET_HOST", "0.0.0.0"),
+        help="interface to listen on [env: WEBSOCKET_HOST] (default: 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_positive,
+        default=_int_env(environ, "WEBSOCKET_PORT", 8081),
+        help="WebSocket port, 0 for any free one [env: WEBSOCKET_PORT] (default: 8081)",
+    )
+    redis_options(serve)
+    serve.add_argument(
+        "--max-payload",
+        type=_positive,
+        default=_int_env(environ, "BBB_MAX_PAYLOAD", DEFAULT_MAX_PAYLOAD),
+        metavar="BYTES",
+        help="drop (and log) Redis payloads larger than this [env: BBB_MAX_PAYLOAD] "
+        f"(default: {DEFAULT_MAX_PAYLOAD})",
+    )
+    serve.add_argument(
+        "--max-client-frame",
+        type=_positive,
+        default=_int_env(environ, "BBB_MAX_CLIENT_FRAME", DEFAULT_MAX_CLIENT_FRAME),
+        metavar="BYTES",
+        help="close clients that send larger frames, with 1009 [env: BBB_MAX_CLIENT_FRAME] "
+        f"(default: {DEFAULT_MAX_CLIENT_FRAME})",
+    )
+    serve.add_argument(
+        "--embedded-redis",
+        action=argparse.BooleanOptionalAction,
+        default=env_flag(environ.get("BBB_EMBEDDED_REDIS")),
+        help="if no Redis is configured and none answers on localhost:6379, start a private "
+        "redis-server (from PATH or the 'embedded' extra) [env: BBB_EMBEDDED_REDIS=true]",
+    )
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="publish test events on Redis",
+        description="Publish the four test events (test-job-123, test-queue, "
+        "test-scheduler-key, test-job-456), or with --count a paced load.",
+    )
+    redis_options(simulate)
+    simulate.add_argument(
+        "--count", type=_positive, default=0, help="publish N events (or N bursts) instead"
+    )
+    simulate.add_argument(
+        "--rate", type=float, default=0.0, help="events (or bursts) per second; 0 = max (default)"
+    )
+    simulate.add_argument(
+        "--type",
+        choices=[t.value for t in EventType],
+        default=None,
+        help="event type for --count (default: cycle the four seed types)",
+    )
+    simulate.add_argument(
+        "--burst",
+        type=_positive,
+        default=0,
+        metavar="SIZE",
+        help="each unit is a real-publisher burst: job-refresh '1' + SIZE single-job-refresh",
+    )
+
+    tail = commands.add_parser(
+        "tail",
+        help="print every message a bridge sends, one JSON line each",
+        description="Connect as a WebSocket client and print each message as one JSON line "
+        "on stdout (status on stderr). Reconnects with backoff.",
+    )
+    tail.add_argument(
+        "--url",
+        default=websocket_url_from_env(environ),
+        help="bridge URL [env: BBB_WEBSOCKET_URL, NEXT_PUBLIC_WEBSOCKET_URL, WEBSOCKET_URL] "
+        f"(default: {DEFAULT_WEBSOCKET_URL})",
+    )
+    tail.add_argument(
+        "--count", type=_positive, default=0, help="exit after N messages (default: never)"
+    )
+    tail.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        default=environ.get("BBB_LOG_LEVEL", "info").lower(),
+        help="log detail on stderr [env: BBB_LOG_LEVEL] (default: info)",
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Turn parsed ``serve`` arguments into :class:`Settings` (raises ConfigError)."""
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"port must be 0-65535, got {args.port}")
+    if not args.prefix:
+        raise ConfigError("the channel prefix must not be empty")
+    return Settings(
+        host=args.host,
+        port=args.port,
+        redis_url=check_redis_url(args.redis_url or DEFAULT_REDIS_URL),
+        redis_configured=args.redis_url is not None,
+        prefix=args.prefix,
+        max_payload=args.max_payload,
+        max_client_frame=max(args.max_client_frame, 125),  # a control frame must fit
+        embedded_redis=args.embedded_redis,
+        log_level=args.log_level.upper(),
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    # websockets logs every handshake at INFO; ours are the ones that matter.
+    websockets_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    logging.getLogger("websockets").setLevel(websockets_level)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run ``bbb-bridge``; return the exit code (0 ok, 1 runtime error, 2 usage error)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if environ is None else environ
+    if not args_list or args_list[0] not in (*COMMANDS, "-h", "--help"):
+        args_list.insert(0, "serve")
+    try:
+        parser = build_parser(env)
+    except ConfigError as exc:
+        print(f"bbb-bridge: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(args_list)
+    if args.log_level not in LOG_LEVELS:  # a bad BBB_LOG_LEVEL skips argparse's choices check
+        parser.error(
+            f"BBB_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
+        )
+    configure_logging(args.log_level)
+    try:
+        if args.command == "simulate":
+            return asyncio.run(_simulate(args))
+        if args.command == "tail":
+            from bridge.tail import tail
+
+            return asyncio.run(tail(args.url, count=args.count))
+        return _serve(settings_from(args))
+    except ConfigError as exc:
+        print(f"bbb-bridge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(settings: Settings) -> int:
+    embedded: RedisServer | None = None
+    try:
+        if settings.embedded_redis and not settings.redis_configured:
+            if redis_answers("127.0.0.1", 6379):
+                log.info("Using the Redis that answers on localhost:6379")
+            else:
+                embedded = RedisServer().start()
+                settings = dataclasses.replace(settings, redis_url=embedded.url)
+                log.info(
+                    "No Redis configured or on localhost:6379: started a private "
+                    "redis-server on port %d (%s)",
+                    embedded.port,
+                    embedded.binary,
+                )
+        return asyncio.run(_serve_async(settings))
+    except EmbeddedRedisError as exc:
+        print(f"bbb-bridge: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _serve_async(settings: Settings) -> int:
+    from bridge.server import Bridge
+
+    bridge = Bridge(settings)
+    try:
+        await bridge.start()
+    except OSError as exc:
+        await bridge.stop()
+        where = f"{settings.host}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {settings.port} is already in use (pick another: --port/WEBSOCKET_PORT)"
+        else:
+            why = exc.strerror or str(exc)
+        print(f"bbb-bridge: error: cannot listen on {where}: {why}", file=sys.stderr)
+        return 1
+    await bridge.run_until_signal()
+    log.info("Stopped")
+    return 0
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from bridge.simulate import LoadPlan, publish_load, publish_seed
+
+    url = check_redis_url(args.redis_url or DEFAULT_REDIS_URL)
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        if not args.count:
+            for channel, payload, receivers in await publish_seed(client, args.prefix):
+                print(f"PUBLISH {channel} {payload} -> {receivers} subscriber(s)")
+            return 0
+        plan = LoadPlan(
+            count=args.count,
+            rate=max(args.rate, 0.0),
+            type=EventType(args.type) if args.type else None,
+            burst=args.burst,
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sent = await publish_load(client, args.prefix, plan)
+        elapsed = max(loop.time() - started, 1e-9)
+        print(
+            f"published {sent} events in {elapsed:.2f}s ({sent / elapsed:,.0f}/s) to {redact(url)}"
+        )
+        return 0
+    except (RedisError, OSError) as exc:
+        print(f"bbb-bridge: error: cannot publish to {redact(url)}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await client.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Bridge settings from flags and an (injectable) environment.
+
+Every flag has an environment variable; flags win. Redis comes from ``--redis-url``,
+else ``REDIS_URL``, else the original deployment's ``REDIS_HOST``/``REDIS_PORT``/
+``REDIS_USERNAME``/``REDIS_PASSWORD``/``REDIS_USE_TLS``, else ``redis://localhost:6379``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT
+
+DEFAULT_REDIS_URL = "redis://localhost:6379"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_MAX_PAYLOAD = 64 * 1024
+DEFAULT_MAX_CLIENT_FRAME = 4096
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``bbb-bridge serve`` needs to run."""
+
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_WEBSOCKET_PORT
+    redis_url: str = DEFAULT_REDIS_URL
+    #: Whether the Redis URL came from a flag or the environment (not the default).
+    redis_configured: bool = False
+    prefix: str = DEFAULT_PREFIX
+    #: Larger Redis payloads are dropped (and logged): one event must not cost MiBs per client.
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    #: Larger client frames close the connection with 1009 (clients send nothing yet).
+    max_client_frame: int = DEFAULT_MAX_CLIENT_FRAME
+    #: Start a private redis-server when none is configured and none answers locally.
+    embedded_redis: bool = False
+    log_level: str = "INFO"
+
+
+def env_flag(value: str | None) -> bool:
+    """Read ``"true"``/``"1"``/``"yes"``/``"on"`` (any case) as true."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def redis_url_from_env(environ: Mapping[str, str]) -> str | None:
+    """Return the Redis URL the environment configures, or None if it configures none."""
+    if url := environ.get("REDIS_URL", "").strip():
+        return url
+    host = environ.get("REDIS_HOST", "").strip()
+    port = environ.get("REDIS_PORT", "").strip()
+    username = environ.get("REDIS_USERNAME", "")
+    password = environ.get("REDIS_PASSWORD", "")
+    tls = env_flag(environ.get("REDIS_USE_TLS"))
+    if not (host or port or username or password or tls):
+        return None
+    auth = ""
+    if username or password:
+        auth = quote(username, safe="") + (":" + quote(password, safe="") if password else "") + "@"
+    scheme = "rediss" if tls else "redis"
+    return f"{scheme}://{auth}{host or 'localhost'}:{port or '6379'}"
+
+
+def check_redis_url(url: str) -> str:
+    """Return ``url`` if redis-py can use it, else raise :class:`ConfigError`."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"invalid Redis URL {redact(url)!r}: scheme must be one of "
+            + ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: no host")
+    return url
+
+
+def redact(url: str) -> str:
+    """Hide the password of a URL, for logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -1,0 +1,191 @@
+"""The wire contract (../shared/PROTOCOL.md), as pure functions and tables.
+
+No I/O and no imports of redis, websockets or textual: both the bridge and the
+terminal client build on this module, and nothing else names a channel or a
+message type.
+
+Redis side: ``PUBLISH <prefix><type> <payload>`` with a bare, arbitrary payload.
+WebSocket side: one JSON text frame per event, ``{"type": T, "data": {FIELD: payload}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_PREFIX = "bbb:ingest:events:"
+DEFAULT_WEBSOCKET_PORT = 8081
+DEFAULT_WEBSOCKET_URL = f"ws://localhost:{DEFAULT_WEBSOCKET_PORT}"
+GREETING_ID = "connected"
+
+
+class EventType(StrEnum):
+    """The eight event types; the value is both the channel suffix and the frame ``type``."""
+
+    JOB_REFRESH = "job-refresh"
+    QUEUE_REFRESH = "queue-refresh"
+    JOB_SCHEDULER_REFRESH = "job-scheduler-refresh"
+    LOG_REFRESH = "log-refresh"
+    SINGLE_JOB_REFRESH = "single-job-refresh"
+    SINGLE_QUEUE_REFRESH = "single-queue-refresh"
+    SINGLE_JOB_SCHEDULER_REFRESH = "single-job-scheduler-refresh"
+    JOB_LOG_REFRESH = "job-log-refresh"
+
+
+#: The ``data`` field that carries the Redis payload, per type (PROTOCOL.md section 2).
+DATA_FIELD: dict[EventType, str] = {
+    EventType.JOB_REFRESH: "jobId",
+    EventType.QUEUE_REFRESH: "queueName",
+    EventType.JOB_SCHEDULER_REFRESH: "schedulerKey",
+    EventType.LOG_REFRESH: "jobId",
+    EventType.SINGLE_JOB_REFRESH: "jobId",
+    EventType.SINGLE_QUEUE_REFRESH: "queueName",
+    EventType.SINGLE_JOB_SCHEDULER_REFRESH: "schedulerKey",
+    EventType.JOB_LOG_REFRESH: "jobId",
+}
+
+#: The four seed types and the test events the original's script publishes (section 4).
+SEED_EVENTS: tuple[tuple[EventType, str], ...] = (
+    (EventType.JOB_REFRESH, "test-job-123"),
+    (EventType.QUEUE_REFRESH, "test-queue"),
+    (EventType.JOB_SCHEDULER_REFRESH, "test-scheduler-key"),
+    (EventType.LOG_REFRESH, "test-job-456"),
+)
+
+QueryKey = tuple[str, ...]
+
+# Section 3: message type -> query keys the web client invalidates. A trailing
+# ``None`` stands for the event's own id (``["jobs/single", jobId]``).
+_INVALIDATES: dict[EventType, tuple[tuple[str | None, ...], ...]] = {
+    EventType.JOB_REFRESH: (("jobs/table",), ("jobs/stats",)),
+    EventType.QUEUE_REFRESH: (("queues/table",), ("queues/stats",)),
+    EventType.JOB_SCHEDULER_REFRESH: (("queues/table",), ("queues/stats",)),
+    EventType.LOG_REFRESH: (("jobs/table",), ("jobs/stats",)),
+    EventType.SINGLE_JOB_REFRESH: (("jobs/single", None),),
+    EventType.JOB_LOG_REFRESH: (("jobs/logs", None),),
+    EventType.SINGLE_QUEUE_REFRESH: (),
+    EventType.SINGLE_JOB_SCHEDULER_REFRESH: (),
+}
+
+
+def invalidated_keys(event_type: EventType, event_id: str) -> tuple[QueryKey, ...]:
+    """Return the query keys the web client invalidates for one message."""
+    return tuple(
+        tuple(event_id if part is None else part for part in key)
+        for key in _INVALIDATES[event_type]
+    )
+
+
+# ---------------------------------------------------------------------------
+# Redis side
+
+
+def channel_name(prefix: str, event_type: EventType) -> str:
+    """Return the Redis channel a publisher uses for ``event_type``."""
+    return f"{prefix}{event_type.value}"
+
+
+def subscription_pattern(prefix: str) -> str:
+    """Return the PSUBSCRIBE pattern that matches every channel under ``prefix``.
+
+    Glob characters in the prefix are escaped, so ``a*b:`` matches only itself.
+    """
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+    return escaped + "*"
+
+
+def channel_table(prefix: str) -> dict[bytes, EventType]:
+    """Map each full channel name (as Redis sends it, bytes) to its event type."""
+    return {channel_name(prefix, t).encode(): t for t in EventType}
+
+
+def decode_payload(payload: bytes | str) -> str:
+    """Turn a Redis payload into text; bytes that are not UTF-8 become U+FFFD."""
+    if isinstance(payload, str):
+        return payload
+    return payload.decode("utf-8", errors="replace")
+
+
+# ---------------------------------------------------------------------------
+# WebSocket side: server frames
+
+# The frame text up to the payload, per type: ``{"type":"job-refresh","data":{"jobId":``.
+_FRAME_HEADS: dict[EventType, bytes] = {
+    t: f'{{"type":"{t.value}","data":{{"{DATA_FIELD[t]}":'.encode() for t in EventType
+}
+
+#: The greeting sent first on every connection; clients skip it.
+GREETING: bytes = b'{"type":"job-refresh","data":{"id":"connected"}}'
+
+
+def encode_event(event_type: EventType, payload: str) -> bytes:
+    """Return the UTF-8 JSON frame of one event: ``{"type":"job-refresh","data":{"jobId":"7"}}``.
+
+    The output is ASCII (non-ASCII is escaped), so it is valid UTF-8 whatever the payload.
+    """
+    return _FRAME_HEADS[event_type] + json.dumps(payload).encode() + b"}}"
+
+
+# ---------------------------------------------------------------------------
+# WebSocket side: what a client makes of a frame
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A well-formed event of one of the eight types."""
+
+    type: EventType
+    id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """The ``connected`` greeting: harmless, and skipped by clients."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """Valid JSON with a ``type`` this client does not know (an extension): ignored."""
+
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A frame that is not a message: not JSON, not an object, or no object ``data``."""
+
+    reason: str
+    raw: str
+
+
+Message = Event | Greeting | Unknown | Malformed
+
+_MAX_RAW = 200  # characters of a malformed frame kept for display
+
+
+def parse_frame(frame: str | bytes) -> Message:
+    """Classify one received frame; never raises."""
+    text = frame.decode("utf-8", errors="replace") if isinstance(frame, bytes) else frame
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return Malformed("not JSON", text[:_MAX_RAW])
+    if not isinstance(message, dict):
+        return Malformed("not a JSON object", text[:_MAX_RAW])
+    kind, data = message.get("type"), message.get("data")
+    if not isinstance(kind, str):
+        return Malformed("no string 'type'", text[:_MAX_RAW])
+    if not isinstance(data, dict):
+        return Malformed("no object 'data'", text[:_MAX_RAW])
+    if data.get("id") == GREETING_ID:
+        return Greeting()
+    try:
+        event_type = EventType(kind)
+    except ValueError:
+        return Unknown(kind, data)
+    value = data.get(DATA_FIELD[event_type], data.get("id", ""))
+    return Event(event_type, value if isinstance(value, str) else json.dumps(value), data)

@@ -1,0 +1,178 @@
+"""The supervised Redis subscription: Redis pub/sub messages in, encoded frames out.
+
+This is the only module on the hot path that talks to Redis. It owns the one retry
+loop: redis-py's own retries are turned off so that every lost connection is seen
+here, logged, reflected in :attr:`RedisSource.state` (and so in ``/healthz``), and
+followed by a fresh subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from bridge.backoff import Backoff
+from bridge.config import redact
+from bridge.protocol import (
+    EventType,
+    channel_table,
+    decode_payload,
+    encode_event,
+    subscription_pattern,
+)
+from bridge.throttle import LogThrottle
+
+log = logging.getLogger("bridge.source")
+
+#: With no traffic for this long, PING Redis; with none for twice as long, give up on it.
+IDLE_PING_INTERVAL = 5.0
+
+
+class SourceState(enum.Enum):
+    CONNECTING = "connecting"
+    SUBSCRIBED = "subscribed"
+    DISCONNECTED = "disconnected"
+
+
+class RedisSource:
+    """Subscribe to every channel under ``prefix`` and hand each event's frame to ``on_frame``.
+
+    :meth:`run` never returns on Redis trouble: it logs, waits (capped exponential
+    backoff), reconnects and resubscribes, forever, until cancelled.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        on_frame: Callable[[bytes, EventType], None],
+        *,
+        max_payload: int = 64 * 1024,
+        backoff: Backoff | None = None,
+        idle_ping_interval: float = IDLE_PING_INTERVAL,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.pattern = subscription_pattern(prefix)
+        self._channels = channel_table(prefix)
+        self._on_frame = on_frame
+        self.max_payload = max_payload
+        self._backoff = backoff or Backoff(base=0.25, cap=3.0)
+        self._idle_ping_interval = idle_ping_interval
+        self._throttle = LogThrottle(1.0)
+        self.state = SourceState.CONNECTING
+        self.subscribed = asyncio.Event()
+        self.events_in = 0
+        self.dropped = 0
+
+    async def wait_subscribed(self, timeout: float) -> None:
+        """Return once subscribed; raise TimeoutError after ``timeout`` seconds."""
+        await asyncio.wait_for(self.subscribed.wait(), timeout)
+
+    async def run(self) -> None:
+        """Keep a subscription up until cancelled."""
+        while True:
+            try:
+                await self._subscribe_and_read()
+            except (TimeoutError, RedisError, OSError) as exc:
+                was_up = self.state is SourceState.SUBSCRIBED
+                self._set_state(SourceState.DISCONNECTED)
+                delay = self._backoff.next_delay()
+                reason = _describe(exc)
+                if was_up:
+                    log.warning("Lost Redis connection (%s); reconnecting in %.1fs", reason, delay)
+                elif self._backoff.attempt == 1 or self._backoff.attempt % 10 == 0:
+                    log.warning(
+                        "Redis at %s unavailable (%s); retrying in %.1fs (attempt %d)",
+                        redact(self.url),
+                        reason,
+                        delay,
+                        self._backoff.attempt,
+                    )
+                await asyncio.sleep(delay)
+
+    async def _subscribe_and_read(self) -> None:
+        client = aioredis.Redis.from_url(
+            self.url,
+            retry=Retry(NoBackoff(), 0),  # the loop in run() is the one retry policy
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+        )
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.psubscribe(self.pattern)
+                await self._read(pubsub)
+        finally:
+            await client.aclose()
+
+    async def _read(self, pubsub: aioredis.client.PubSub) -> None:
+        pinged = False
+        while True:
+            message = await pubsub.get_message(timeout=self._idle_ping_interval)
+            if message is None:
+                if pinged:
+                    raise TimeoutError(f"no answer to PING in {self._idle_ping_interval:.0f}s")
+                await pubsub.ping()
+                pinged = True
+                continue
+            pinged = False
+            kind = message["type"]
+            if kind == "pmessage":
+                self.handle(message["channel"], message["data"])
+            elif kind == "psubscribe":
+                self._backoff.reset()
+                self._set_state(SourceState.SUBSCRIBED)
+                log.info(
+                    "Subscribed to Redis channels %s (%s) at %s",
+                    self.pattern,
+                    ", ".join(t.value for t in EventType),
+                    redact(self.url),
+                )
+
+    def handle(self, channel: bytes, payload: bytes) -> None:
+        """Map one Redis message to a frame and pass it on; drop (and log) what does not map."""
+        event_type = self._channels.get(channel)
+        if event_type is None:
+            self._drop("unknown channel", decode_payload(channel), "")
+            return
+        if len(payload) > self.max_payload:
+            self._drop(
+                "payload too large",
+                event_type.value,
+                f" ({len(payload)} bytes > --max-payload {self.max_payload})",
+            )
+            return
+        self.events_in += 1
+        self._on_frame(encode_event(event_type, decode_payload(payload)), event_type)
+
+    def _drop(self, why: str, key: str, detail: str) -> None:
+        self.dropped += 1
+        suppressed = self._throttle.allow(f"{why}:{key}")
+        if suppressed is not None:
+            more = f" (+{suppressed} more since last report)" if suppressed else ""
+            log.warning("Dropped message: %s %r%s%s", why, key[:200], detail, more)
+
+    def _set_state(self, state: SourceState) -> None:
+        if state is self.state:
+            return
+        was_up = self.state is SourceState.SUBSCRIBED
+        self.state = state
+        if state is SourceState.SUBSCRIBED:
+            self.subscribed.set()
+        else:
+            self.subscribed.clear()
+            if was_up:
+                log.info("Redis subscription down; WebSocket clients stay connected")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -1,0 +1,53 @@
+"""``bbb-bridge tail``: the raw test client — every received message as one JSON line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import TextIO
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+
+from bridge.backoff import Backoff
+
+log = logging.getLogger("bridge.tail")
+
+
+def as_json_line(frame: str | bytes) -> str | None:
+    """Return the frame as one line of JSON, or None if it is not JSON."""
+    try:
+        return json.dumps(json.loads(frame), ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return None
+
+
+async def tail(url: str, *, count: int = 0, out: TextIO = sys.stdout) -> int:
+    """Print every message from ``url``, reconnecting forever; stop after ``count`` if > 0."""
+    backoff = Backoff(base=0.5, cap=30.0)
+    received = 0
+    while True:
+        try:
+            async with connect(url, open_timeout=5, max_size=2**24) as ws:
+                log.info("Connected to %s", url)
+                backoff.reset()
+                async for frame in ws:
+                    line = as_json_line(frame)
+                    if line is None:
+                        log.warning("Unparsable message: %r", frame[:200])
+                        continue
+                    print(line, file=out, flush=True)
+                    received += 1
+                    if count and received >= count:
+                        return 0
+            reason = "closed by the server"
+        except InvalidURI as exc:
+            log.error("invalid URL %r: %s", url, exc)
+            return 2
+        except (TimeoutError, OSError, InvalidHandshake, WebSocketException) as exc:
+            reason = str(exc) or type(exc).__name__
+        delay = backoff.next_delay()
+        log.warning("Disconnected from %s (%s); retrying in %.1fs", url, reason, delay)
+        await asyncio.sleep(delay)

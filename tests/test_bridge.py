@@ -1,0 +1,237 @@
+"""The bridge end to end: real redis-server, real bridge on a real socket, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bridge.embedded import RedisServer
+from bridge.protocol import DEFAULT_PREFIX, EventType
+from bridge.server import Bridge
+from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
+from tests.helpers import health_status, http_get, recv_json, wait_for
+
+GREETING = {"type": "job-refresh", "data": {"id": "connected"}}
+
+# PROTOCOL.md section 2, written out: what a browser receives for each channel.
+EXPECTED = {
+    "job-refresh": ("jobId", "job-1"),
+    "queue-refresh": ("queueName", "emails"),
+    "job-scheduler-refresh": ("schedulerKey", "nightly"),
+    "log-refresh": ("jobId", "job-2"),
+    "single-job-refresh": ("jobId", "run-3"),
+    "single-queue-refresh": ("queueName", "payments"),
+    "single-job-scheduler-refresh": ("schedulerKey", "hourly"),
+    "job-log-refresh": ("jobId", "job-4"),
+}
+
+
+def ws_url(bridge: Bridge) -> str:
+    return f"ws://127.0.0.1:{bridge.port}"
+
+
+async def connected_client(bridge: Bridge) -> ClientConnection:
+    """Connect and consume the greeting (asserting it)."""
+    ws = await connect(ws_url(bridge))
+    assert await recv_json(ws) == GREETING
+    return ws
+
+
+async def test_greeting_is_the_first_message(bridge: Bridge) -> None:
+    """Every new connection first receives the original's `connected` greeting."""
+    async with connect(ws_url(bridge)) as ws:
+        assert await recv_json(ws) == GREETING
+
+
+@pytest.mark.parametrize("type_name", sorted(EXPECTED))
+async def test_each_channel_maps_to_its_frame(
+    bridge: Bridge, publish: Publisher, type_name: str
+) -> None:
+    """PUBLISH on each of the eight channels arrives as the documented JSON frame."""
+    field, payload = EXPECTED[type_name]
+    async with await connected_client(bridge) as ws:
+        assert await publish(type_name, payload) == 1
+        assert await recv_json(ws) == {"type": type_name, "data": {field: payload}}
+
+
+async def test_default_prefix_works_with_the_original_publishers(
+    redis_server: RedisServer, publish: Publisher
+) -> None:
+    """With no --prefix, the channels are the original's bbb:ingest:events:*."""
+    bridge = await start_bridge(redis_server.url, DEFAULT_PREFIX)
+    try:
+        await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
+        async with await connected_client(bridge) as ws:
+            await publish.client.publish("bbb:ingest:events:job-refresh", "1")
+            assert await recv_json(ws) == {"type": "job-refresh", "data": {"jobId": "1"}}
+    finally:
+        await bridge.stop()
+
+
+async def test_hundred_clients_receive_every_event_in_order(
+    bridge: Bridge, publish: Publisher
+) -> None:
+    """100 clients each receive all of 1,000 events, in publishing order."""
+    clients = await asyncio.gather(*(connected_client(bridge) for _ in range(100)))
+    count = 1000
+
+    async def receive_all(ws: ClientConnection) -> list[str]:
+        return [(await recv_json(ws, timeout=20))["data"]["jobId"] for _ in range(count)]
+
+    receivers = [asyncio.create_task(receive_all(ws)) for ws in clients]
+    pipe = publish.client.pipeline(transaction=False)
+    for i in range(count):
+        pipe.publish(publish.channel(EventType.SINGLE_JOB_REFRESH), f"job-{i}")
+    await pipe.execute()
+    results = await asyncio.gather(*receivers)
+    expected = [f"job-{i}" for i in range(count)]
+    assert all(result == expected for result in results)
+    await asyncio.gather(*(ws.close() for ws in clients))
+
+
+async def test_odd_payloads_are_delivered_or_dropped_without_harm(
+    bridge: Bridge, publish: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Non-UTF-8 and empty payloads arrive intact in shape; a 1 MiB one is dropped and logged."""
+    async with await connected_client(bridge) as ws:
+        await publish(EventType.SINGLE_JOB_REFRESH, b"id-\xff\xfe")
+        assert await recv_json(ws) == {
+            "type": "single-job-refresh",
+            "data": {"jobId": "id-\ufffd\ufffd"},
+        }
+        await publish(EventType.QUEUE_REFRESH, b"")
+        assert await recv_json(ws) == {"type": "queue-refresh", "data": {"queueName": ""}}
+        with caplog.at_level(logging.WARNING, logger="bridge.source"):
+            await publish(EventType.JOB_REFRESH, b"x" * (1024 * 1024))
+            await publish(EventType.JOB_REFRESH, "after")
+            # The next frame is the small event: the huge one never reached the client.
+            assert await recv_json(ws) == {"type": "job-refresh", "data": {"jobId": "after"}}
+        assert "payload too large" in caplog.text
+        assert bridge.source.dropped == 1
+
+
+async def test_a_large_payload_is_delivered_when_the_limit_allows(
+    redis_server: RedisServer, publish: Publisher, prefix: str
+) -> None:
+    """With --max-payload raised, a 1 MiB payload arrives whole."""
+    bridge = await start_bridge(redis_server.url, prefix, max_payload=2 * 1024 * 1024)
+    try:
+        await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
+        async with connect(ws_url(bridge), max_size=4 * 1024 * 1024) as ws:
+            assert await recv_json(ws) == GREETING
+            await publish(EventType.JOB_REFRESH, "y" * (1024 * 1024))
+            assert (await recv_json(ws))["data"]["jobId"] == "y" * (1024 * 1024)
+    finally:
+        await bridge.stop()
+
+
+async def test_unknown_suffix_is_dropped_and_logged_at_most_once_a_second(
+    bridge: Bridge, publish: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Messages on unknown channels under the prefix are dropped; the log is rate-limited."""
+    async with await connected_client(bridge) as ws:
+        with caplog.at_level(logging.WARNING, logger="bridge.source"):
+            for _ in range(50):
+                await publish("no-such-type", "x")
+            await publish(EventType.JOB_REFRESH, "known")
+            assert await recv_json(ws) == {"type": "job-refresh", "data": {"jobId": "known"}}
+        warnings = [r for r in caplog.records if "unknown channel" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "no-such-type" in warnings[0].getMessage()
+        assert bridge.source.dropped == 50
+
+
+async def test_client_frames_are_ignored_and_oversized_ones_close_with_1009(
+    bridge: Bridge, publish: Publisher
+) -> None:
+    """Small client frames are ignored; one above the limit closes that client (1009) only."""
+    async with await connected_client(bridge) as chatty, await connected_client(bridge) as other:
+        await chatty.send("hello")
+        await chatty.send(b"\x00\x01")
+        await publish(EventType.JOB_REFRESH, "still-here")
+        assert (await recv_json(chatty))["data"]["jobId"] == "still-here"
+        assert (await recv_json(other))["data"]["jobId"] == "still-here"
+
+        await chatty.send("x" * (bridge.settings.max_client_frame + 1))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(chatty.recv(), 5)
+        assert chatty.close_code == 1009
+
+        await publish(EventType.JOB_REFRESH, "after")
+        assert (await recv_json(other))["data"]["jobId"] == "after"
+
+
+async def test_healthz_reports_redis_and_client_count(bridge: Bridge) -> None:
+    """GET /healthz is plain HTTP: 200, redis connected, and the number of clients."""
+    async with await connected_client(bridge), await connected_client(bridge):
+        status, body = await http_get(f"http://127.0.0.1:{bridge.port}/healthz")
+    assert status == 200
+    assert body == {"status": "ok", "redis": "connected", "clients": 2}
+
+
+async def test_closed_clients_are_cleaned_up(bridge: Bridge) -> None:
+    """A client that disconnects leaves the registry."""
+    ws = await connected_client(bridge)
+    assert len(bridge.hub) == 1
+    await ws.close()
+    await wait_for(lambda: len(bridge.hub) == 0, what="the client to be removed")
+
+
+async def test_redis_crash_and_restart_under_a_running_bridge(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """Redis SIGKILLed and restarted: clients stay, /healthz goes 503 then 200, events flow."""
+    bridge = await start_bridge(own_redis.url, prefix)
+    try:
+        await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
+        async with await connected_client(bridge) as ws:
+            assert await health_status(bridge.port) == 200
+            own_redis.kill()
+            await wait_for(lambda: health_is(bridge.port, 503), timeout=5, what="/healthz 503")
+            own_redis.start()
+            await bridge.source.wait_subscribed(10)
+            assert await health_status(bridge.port) == 200
+            await publish_once(own_redis.url, f"{prefix}job-refresh", "after-restart")
+            assert await recv_json(ws) == {
+                "type": "job-refresh",
+                "data": {"jobId": "after-restart"},
+            }
+    finally:
+        await bridge.stop()
+
+
+async def health_is(port: int, status: int) -> bool:
+    return await health_status(port) == status
+
+
+async def publish_once(url: str, channel: str, payload: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.publish(channel, payload)
+    finally:
+        await client.aclose()
+
+
+async def test_bridge_starts_while_redis_is_down(own_redis: RedisServer, prefix: str) -> None:
+    """With Redis down at start the WebSocket side serves; once Redis is up, events flow."""
+    own_redis.kill()
+    bridge = await start_bridge(own_redis.url, prefix)
+    try:
+        async with await connected_client(bridge) as ws:
+            status, body = await http_get(f"http://127.0.0.1:{bridge.port}/healthz")
+            assert (status, body["redis"]) == (503, "disconnected")
+            own_redis.start()
+            await bridge.source.wait_subscribed(10)
+            await publish_once(own_redis.url, f"{prefix}queue-refresh", "q")
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+                "type": "queue-refresh",
+                "data": {"queueName": "q"},
+            }
+    finally:
+        await bridge.stop()

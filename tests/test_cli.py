@@ -1,0 +1,234 @@
+"""bbb-bridge as a user runs it: a child process, its log lines, signals and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from bridge.embedded import RedisServer, free_port, redis_answers
+from tests.helpers import ROOT, BridgeProcess, http_get, recv_json, wait_for
+
+GREETING = {"type": "job-refresh", "data": {"id": "connected"}}
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[BridgeProcess]]:
+    """Bridges started by a test; killed at the end whatever happened."""
+    started: list[BridgeProcess] = []
+    yield started
+    for process in started:
+        await process.close()
+
+
+async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProcess:
+    process = await BridgeProcess(*args).start()
+    processes.append(process)
+    return process
+
+
+def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_clients_with_1001_and_exits_0_quickly(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, sig: signal.Signals
+) -> None:
+    """SIGTERM or SIGINT: every client is closed with 1001 and the process exits 0 within 2 s."""
+    bridge = await run_bridge(
+        processes,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--redis-url",
+        redis_server.url,
+        "--prefix",
+        prefix,
+    )
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    clients = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
+    for ws in clients:
+        assert await recv_json(ws) == GREETING
+    await bridge.wait_line(r"\(3 connected\)")
+    started = time.monotonic()
+    bridge.send_signal(sig)
+    assert await bridge.wait(timeout=5) == 0
+    assert time.monotonic() - started < 2.0
+    for ws in clients:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 2)
+        assert ws.close_code == 1001
+    assert "Traceback" not in bridge.output
+
+
+async def test_port_in_use_is_one_clear_line(redis_server: RedisServer) -> None:
+    """A port already taken gives one error line naming it, exit 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await asyncio.to_thread(
+            run, "--host", "127.0.0.1", "--port", str(port), "--redis-url", redis_server.url
+        )
+    assert result.returncode == 1
+    assert f"port {port} is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--redis-url", "http://localhost"], "invalid Redis URL"),
+        (["--port", "70000"], "port must be 0-65535"),
+        (["--port", "abc"], "not a whole number"),
+    ],
+)
+def test_bad_settings_are_one_clear_line(args: list[str], message: str) -> None:
+    """Wrong flags give one error line and exit 2, no traceback."""
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_unreachable_redis_keeps_serving_and_says_so(processes: list[BridgeProcess]) -> None:
+    """An unreachable Redis at start: one warning line, WebSocket side up, /healthz 503."""
+    dead = free_port()
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0", "--redis-url", f"redis://127.0.0.1:{dead}"
+    )
+    port = await bridge.listening_port()
+    await bridge.wait_line(rf"Redis at redis://127.0.0.1:{dead} unavailable")
+    status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
+    assert (status, body["redis"]) == (503, "disconnected")
+    async with connect(f"ws://127.0.0.1:{port}") as ws:
+        assert await recv_json(ws) == GREETING
+    assert "Traceback" not in bridge.output
+
+
+async def test_simulate_publishes_the_four_test_events_through_the_bridge(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """`simulate` publishes the original's four test events; a client receives all four."""
+    bridge = await run_bridge(
+        processes,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--redis-url",
+        redis_server.url,
+        "--prefix",
+        prefix,
+    )
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    async with connect(f"ws://127.0.0.1:{port}") as ws:
+        assert await recv_json(ws) == GREETING
+        result = await asyncio.to_thread(
+            run, "simulate", "--redis-url", redis_server.url, "--prefix", prefix
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"PUBLISH {prefix}job-refresh test-job-123 -> 1 subscriber(s)" in result.stdout
+        received = [await recv_json(ws) for _ in range(4)]
+    assert received == [
+        {"type": "job-refresh", "data": {"jobId": "test-job-123"}},
+        {"type": "queue-refresh", "data": {"queueName": "test-queue"}},
+        {"type": "job-scheduler-refresh", "data": {"schedulerKey": "test-scheduler-key"}},
+        {"type": "log-refresh", "data": {"jobId": "test-job-456"}},
+    ]
+
+
+async def test_simulate_load_and_tail_print_every_event(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """`simulate --burst` publishes real-publisher bursts; `tail` prints each as a JSON line."""
+    bridge = await run_bridge(
+        processes,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--redis-url",
+        redis_server.url,
+        "--prefix",
+        prefix,
+    )
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    # 2 bursts of (1 job-refresh + 5 single-job-refresh) = 12 events, plus the greeting.
+    tail = await run_bridge(processes, "tail", "--url", f"ws://127.0.0.1:{port}", "--count", "13")
+    await tail.wait_line("Connected to")
+    result = await asyncio.to_thread(
+        run,
+        "simulate",
+        "--redis-url",
+        redis_server.url,
+        "--prefix",
+        prefix,
+        "--count",
+        "2",
+        "--burst",
+        "5",
+        "--rate",
+        "100",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "published 12 events" in result.stdout
+    assert await tail.wait(timeout=10) == 0
+    messages = [json.loads(line) for line in tail.stdout_lines]
+    assert messages[0] == GREETING
+    assert [m["type"] for m in messages[1:7]] == ["job-refresh"] + ["single-job-refresh"] * 5
+    assert messages[1]["data"] == {"jobId": "1"}
+    assert [m["data"]["jobId"] for m in messages[8:13]] == [f"sim-job-{i}" for i in range(6, 11)]
+
+
+def test_tail_rejects_a_wrong_url() -> None:
+    """`tail` with a URL that is not ws:// says so in one line."""
+    result = run("tail", "--url", "http://localhost:1")
+    assert result.returncode == 2
+    assert "invalid URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["simulate"], ["tail"]])
+def test_help_everywhere(command: list[str]) -> None:
+    """Every command has --help."""
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: bbb-bridge" in result.stdout
+
+
+@pytest.mark.skipif(redis_answers("127.0.0.1", 6379), reason="a Redis answers on :6379 here")
+async def test_embedded_redis_starts_and_is_stopped_on_exit(processes: list[BridgeProcess]) -> None:
+    """--embedded-redis with no Redis around starts a private one; SIGTERM leaves none behind."""
+    bridge = await run_bridge(processes, "--host", "127.0.0.1", "--port", "0", "--embedded-redis")
+    redis_port = int((await bridge.wait_line(r"private redis-server on port (\d+)")).group(1))
+    await bridge.wait_line("Subscribed to Redis channels")
+    assert redis_answers("127.0.0.1", redis_port)
+    bridge.send_signal(signal.SIGTERM)
+    assert await bridge.wait(timeout=10) == 0
+    await wait_for(
+        lambda: not redis_answers("127.0.0.1", redis_port),
+        timeout=5,
+        what="the private redis-server to stop",
+    )

@@ -1,0 +1,151 @@
+"""The pure wire contract: channel names, frames, client parsing, query keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge import protocol
+from bridge.protocol import (
+    DATA_FIELD,
+    GREETING,
+    Event,
+    EventType,
+    Greeting,
+    Malformed,
+    Unknown,
+    channel_table,
+    decode_payload,
+    encode_event,
+    invalidated_keys,
+    parse_frame,
+    subscription_pattern,
+)
+
+# PROTOCOL.md section 2, spelled out independently of the module under test.
+CONTRACT = {
+    "job-refresh": "jobId",
+    "queue-refresh": "queueName",
+    "job-scheduler-refresh": "schedulerKey",
+    "log-refresh": "jobId",
+    "single-job-refresh": "jobId",
+    "single-queue-refresh": "queueName",
+    "single-job-scheduler-refresh": "schedulerKey",
+    "job-log-refresh": "jobId",
+}
+
+
+def test_the_eight_types_and_fields_match_the_contract() -> None:
+    """Exactly the eight documented types exist, each with its documented data field."""
+    assert {t.value: DATA_FIELD[t] for t in EventType} == CONTRACT
+
+
+@pytest.mark.parametrize("type_name,field", sorted(CONTRACT.items()))
+def test_encode_event_has_the_documented_shape(type_name: str, field: str) -> None:
+    """A frame is {"type": T, "data": {FIELD: payload}} and nothing else."""
+    frame = encode_event(EventType(type_name), "test-id-1")
+    assert json.loads(frame) == {"type": type_name, "data": {field: "test-id-1"}}
+
+
+def test_greeting_is_the_original_one() -> None:
+    """The greeting is the original server's, byte for byte in meaning."""
+    assert json.loads(GREETING) == {"type": "job-refresh", "data": {"id": "connected"}}
+    assert isinstance(parse_frame(GREETING), Greeting)
+
+
+def test_channel_table_maps_each_channel_under_the_prefix() -> None:
+    """Each type's channel is prefix + type."""
+    table = channel_table("bbb:ingest:events:")
+    assert table[b"bbb:ingest:events:job-refresh"] is EventType.JOB_REFRESH
+    assert table[b"bbb:ingest:events:job-log-refresh"] is EventType.JOB_LOG_REFRESH
+    assert len(table) == 8
+
+
+def test_subscription_pattern_escapes_glob_characters() -> None:
+    """A prefix with glob characters matches only itself."""
+    assert subscription_pattern("bbb:ingest:events:") == "bbb:ingest:events:*"
+    assert subscription_pattern("a*b?[c]\\:") == "a\\*b\\?\\[c\\]\\\\:*"
+
+
+def test_decode_payload_replaces_invalid_utf8() -> None:
+    """Bytes that are not UTF-8 become U+FFFD instead of failing."""
+    assert decode_payload(b"ok-\xff\xfe") == "ok-\ufffd\ufffd"
+    assert decode_payload(b"") == ""
+
+
+@given(st.sampled_from(list(EventType)), st.binary(max_size=512))
+def test_any_payload_encodes_to_valid_json_that_round_trips(
+    event_type: EventType, payload: bytes
+) -> None:
+    """Whatever the Redis payload, the frame is valid JSON of the right shape, and parses back."""
+    frame = encode_event(event_type, decode_payload(payload))
+    frame.decode("utf-8")  # always valid UTF-8
+    message = json.loads(frame)
+    assert message == {
+        "type": event_type.value,
+        "data": {DATA_FIELD[event_type]: decode_payload(payload)},
+    }
+    assert parse_frame(frame) == Event(event_type, decode_payload(payload), message["data"])
+
+
+@pytest.mark.parametrize(
+    "frame,reason",
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"data": {}}', "no string 'type'"),
+        ('{"type": "job-refresh"}', "no object 'data'"),
+        ('{"type": "job-refresh", "data": null}', "no object 'data'"),
+        ("[" * 100_000, "not JSON"),
+    ],
+)
+def test_parse_frame_classifies_malformed_frames(frame: str, reason: str) -> None:
+    """Frames that are not messages are reported with a reason, never raised."""
+    parsed = parse_frame(frame)
+    assert isinstance(parsed, Malformed)
+    assert parsed.reason == reason
+
+
+def test_parse_frame_keeps_unknown_types() -> None:
+    """A new type (an extension) is recognised as unknown, not as an error."""
+    assert parse_frame('{"type": "session", "data": {"seq": 3}}') == Unknown("session", {"seq": 3})
+
+
+def test_parse_frame_reads_generic_id_when_the_field_is_missing() -> None:
+    """data.id is accepted as the event id when the type's own field is absent."""
+    parsed = parse_frame('{"type": "single-job-refresh", "data": {"id": "42"}}')
+    assert parsed == Event(EventType.SINGLE_JOB_REFRESH, "42", {"id": "42"})
+
+
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_parse_frame_never_raises(frame: str | bytes) -> None:
+    """Any text or bytes at all is classified without an exception."""
+    assert isinstance(parse_frame(frame), Event | Greeting | Unknown | Malformed)
+
+
+def test_invalidated_keys_follow_section_3() -> None:
+    """Each type invalidates exactly the query keys of PROTOCOL.md section 3."""
+    expected = {
+        "job-refresh": [("jobs/table",), ("jobs/stats",)],
+        "queue-refresh": [("queues/table",), ("queues/stats",)],
+        "job-scheduler-refresh": [("queues/table",), ("queues/stats",)],
+        "log-refresh": [("jobs/table",), ("jobs/stats",)],
+        "single-job-refresh": [("jobs/single", "42")],
+        "job-log-refresh": [("jobs/logs", "42")],
+        "single-queue-refresh": [],
+        "single-job-scheduler-refresh": [],
+    }
+    assert {t.value: list(invalidated_keys(t, "42")) for t in EventType} == expected
+
+
+def test_seed_events_are_the_originals() -> None:
+    """The four test events are those of the original's script."""
+    assert [(t.value, p) for t, p in protocol.SEED_EVENTS] == [
+        ("job-refresh", "test-job-123"),
+        ("queue-refresh", "test-queue"),
+        ("job-scheduler-refresh", "test-scheduler-key"),
+        ("log-refresh", "test-job-456"),
+    ]

@@ -1,0 +1,103 @@
+"""Pure units of the bridge: backoff, log throttle, settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.backoff import Backoff
+from bridge.cli import build_parser, settings_from, websocket_url_from_env
+from bridge.config import ConfigError, check_redis_url, redact, redis_url_from_env
+from bridge.throttle import LogThrottle
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    """Ceilings go base, 2*base, ... up to cap; reset starts again from base."""
+    backoff = Backoff(base=0.5, cap=4.0, rand=lambda: 1.0)
+    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+
+
+def test_backoff_jitter_is_full_but_floored() -> None:
+    """A draw of 0 still waits the floor; a draw of 0.5 waits half the ceiling."""
+    assert Backoff(base=1.0, cap=8.0, floor=0.05, rand=lambda: 0.0).next_delay() == 0.05
+    assert Backoff(base=1.0, cap=8.0, rand=lambda: 0.5).next_delay() == 0.5
+
+
+def test_log_throttle_allows_once_per_interval_and_counts_the_rest() -> None:
+    """Within one interval a key is allowed once; the next yes reports what was swallowed."""
+    now = [0.0]
+    throttle = LogThrottle(1.0, clock=lambda: now[0])
+    assert throttle.allow("a") == 0
+    assert throttle.allow("a") is None
+    assert throttle.allow("a") is None
+    assert throttle.allow("b") == 0
+    now[0] = 1.5
+    assert throttle.allow("a") == 2
+
+
+def test_log_throttle_table_stays_bounded() -> None:
+    """Hostile, ever-new keys never grow the table past its bound."""
+    now = [0.0]
+    throttle = LogThrottle(1.0, max_keys=16, clock=lambda: now[0])
+    for i in range(1000):
+        assert throttle.allow(f"k{i}") == 0
+    assert len(throttle._last) <= 16
+
+
+@pytest.mark.parametrize(
+    "environ,url",
+    [
+        ({}, None),
+        ({"REDIS_URL": "redis://r:1/2"}, "redis://r:1/2"),
+        ({"REDIS_HOST": "cache"}, "redis://cache:6379"),
+        ({"REDIS_HOST": "cache", "REDIS_PORT": "7000"}, "redis://cache:7000"),
+        ({"REDIS_HOST": "c", "REDIS_USE_TLS": "true"}, "rediss://c:6379"),
+        ({"REDIS_HOST": "c", "REDIS_USE_TLS": "false"}, "redis://c:6379"),
+        ({"REDIS_HOST": "c", "REDIS_PASSWORD": "p@ss:w"}, "redis://:p%40ss%3Aw@c:6379"),
+        ({"REDIS_HOST": "c", "REDIS_USERNAME": "u", "REDIS_PASSWORD": "p"}, "redis://u:p@c:6379"),
+        ({"REDIS_URL": "redis://a:1", "REDIS_HOST": "b"}, "redis://a:1"),
+    ],
+)
+def test_redis_url_from_the_original_environment(environ: dict[str, str], url: str | None) -> None:
+    """The original deployment's REDIS_* variables build the same URL a user would write."""
+    assert redis_url_from_env(environ) == url
+
+
+def test_redact_hides_passwords() -> None:
+    """Logs never show a Redis password."""
+    assert redact("redis://u:secret@h:1/0") == "redis://u:***@h:1/0"
+    assert redact("redis://h:1") == "redis://h:1"
+
+
+@pytest.mark.parametrize("url", ["http://x", "redis://h:notaport", "redis://"])
+def test_check_redis_url_rejects_urls_redis_cannot_use(url: str) -> None:
+    """A wrong Redis URL is a one-line ConfigError."""
+    with pytest.raises(ConfigError):
+        check_redis_url(url)
+
+
+def test_flags_win_over_environment_and_environment_over_defaults() -> None:
+    """Each flag has an environment variable; the flag wins."""
+    environ = {"WEBSOCKET_PORT": "9000", "WEBSOCKET_HOST": "127.0.0.1", "BBB_EVENTS_PREFIX": "p:"}
+    parser = build_parser(environ)
+    from_env = settings_from(parser.parse_args(["serve"]))
+    assert (from_env.port, from_env.host, from_env.prefix) == (9000, "127.0.0.1", "p:")
+    assert not from_env.redis_configured
+    from_flags = settings_from(parser.parse_args(["serve", "--port", "9001", "--prefix", "q:"]))
+    assert (from_flags.port, from_flags.prefix) == (9001, "q:")
+    assert settings_from(build_parser({}).parse_args(["serve"])).port == 8081
+
+
+def test_websocket_url_prefers_ours_then_the_frontends() -> None:
+    """BBB_WEBSOCKET_URL, then NEXT_PUBLIC_WEBSOCKET_URL, then WEBSOCKET_URL, then the default."""
+    assert websocket_url_from_env({}) == "ws://localhost:8081"
+    assert websocket_url_from_env({"WEBSOCKET_URL": "ws://c"}) == "ws://c"
+    assert (
+        websocket_url_from_env({"WEBSOCKET_URL": "ws://c", "NEXT_PUBLIC_WEBSOCKET_URL": "ws://b"})
+        == "ws://b"
+    )
+    assert (
+        websocket_url_from_env({"BBB_WEBSOCKET_URL": "ws://a", "WEBSOCKET_URL": "ws://c"})
+        == "ws://a"
+    )
