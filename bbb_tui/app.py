@@ -1,0 +1,219 @@
+"""The bbb-tui application: compose, key bindings, the WebSocket worker and the flush clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer, Sparkline, Static
+
+from bbb_tui.cache import QueryCache
+from bbb_tui.client import BridgeClient, ConnState, ConnStatus
+from bbb_tui.monitor import KINDS, Monitor
+from bbb_tui.publisher import Publisher
+from bbb_tui.screens import FilterScreen, HelpScreen
+from bbb_tui.widgets.eventlog import EventLog
+from bbb_tui.widgets.querytable import QueryTable
+from bbb_tui.widgets.status import status_text
+from bridge.config import DEFAULT_REDIS_URL, redact
+from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
+
+#: Widgets are redrawn on this clock, never per message.
+FLUSH_INTERVAL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class TuiSettings:
+    url: str = DEFAULT_WEBSOCKET_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    prefix: str = DEFAULT_PREFIX
+    fetch_latency: float = 0.15
+    log_lines: int = 2000
+
+
+class BbbApp(App[None]):
+    """Live event log, connection state and simulated cache of one bridge connection.
+
+    ``connect=False`` leaves the WebSocket worker off, so tests can feed
+    :attr:`monitor` and :meth:`on_status` themselves; ``clock``/``wallclock`` make
+    every displayed time deterministic.
+    """
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "bbb-tui"
+    BINDINGS = [
+        Binding("1", "fire(0)", "job", tooltip="publish job-refresh test-job-123"),
+        Binding("2", "fire(1)", "queue", tooltip="publish queue-refresh test-queue"),
+        Binding("3", "fire(2)", "scheduler", tooltip="publish job-scheduler-refresh"),
+        Binding("4", "fire(3)", "log", tooltip="publish log-refresh test-job-456"),
+        Binding("a", "fire_all", "all four"),
+        Binding("r", "reconnect", "reconnect"),
+        Binding("p", "toggle_pause", "pause"),
+        Binding("c", "clear", "clear"),
+        Binding("f,slash", "filter", "filter"),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        settings: TuiSettings | None = None,
+        *,
+        connect: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or TuiSettings()
+        self._clock = clock
+        self._wallclock = wallclock
+        self._connect = connect
+        self.cache = QueryCache(latency=self.settings.fetch_latency)
+        self.monitor = Monitor(
+            self.cache, capacity=self.settings.log_lines, clock=clock, wallclock=wallclock
+        )
+        self.publisher = Publisher(self.settings.redis_url, self.settings.prefix)
+        self.client = BridgeClient(
+            self.settings.url, self.monitor.feed, self.on_status, clock=clock
+        )
+        self.status = self.client.status
+        self._status_text = ""
+        self._spark_second = -1
+
+    # -- layout ------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="status-row"):
+            yield Static(id="status")
+            yield Sparkline([0], id="rate")
+        yield QueryTable(clock=self._clock, wallclock=self._wallclock, id="queries")
+        yield EventLog(max_lines=self.settings.log_lines, id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#queries").border_title = "query cache (simulated React Query)"
+        self.query_one("#rate", Sparkline).tooltip = "events per second, last 60 s"
+        self._update_log_title()
+        self.cache.mount(self._clock())
+        self.flush()
+        self.set_interval(FLUSH_INTERVAL, self.flush)
+        if self._connect:
+            self.run_worker(self.client.run(), name="websocket", exclusive=True)
+
+    async def on_unmount(self) -> None:
+        await self.publisher.aclose()
+
+    # -- fed from the WebSocket worker (plain calls; no widget work here) ----------
+
+    def on_status(self, status: ConnStatus) -> None:
+        previous, self.status = self.status, status
+        if status.state is previous.state:
+            return
+        if status.state is ConnState.CONNECTED:
+            if status.connections > 1:
+                count = self.cache.invalidate_all(self._clock())
+                self.monitor.note(
+                    f"reconnected to {status.url}: invalidated all {count} queries "
+                    "(events may have been missed while disconnected)"
+                )
+            else:
+                self.monitor.note(f"connected to {status.url}")
+        elif status.state is ConnState.RECONNECTING and previous.state is ConnState.CONNECTED:
+            self.monitor.note(f"connection lost ({status.error}); reconnecting")
+        elif status.state is ConnState.DISCONNECTED:
+            self.monitor.note(f"disconnected: {status.error}")
+
+    # -- the clock: everything reaches the widgets here ----------------------------
+
+    def flush(self) -> None:
+        """Write new log lines in one batch, changed cache cells, and the status line."""
+        now = self._clock()
+        self.cache.tick(now)
+        self.query_one(EventLog).append(self.monitor.drain())
+        table = self.query_one(QueryTable)
+        if self.cache.changed or self.cache.removed:
+            with self.batch_update():
+                table.sync(self.cache)
+        self._update_status(now)
+
+    def _update_status(self, now: float) -> None:
+        text = status_text(self.status, self.monitor, now)
+        if text.plain != self._status_text:
+            self._status_text = text.plain
+            self.query_one("#status", Static).update(text)
+        second = int(now)
+        if second != self._spark_second:
+            self._spark_second = second
+            self.query_one("#rate", Sparkline).data = self.monitor.rate.history(now)
+
+    def _update_log_title(self) -> None:
+        title = "events"
+        if len(self.monitor.shown) < len(KINDS):
+            title += f" (filter: {len(self.monitor.shown)} of {len(KINDS)} kinds)"
+        if self.monitor.paused:
+            title += f" - PAUSED, {self.monitor.held:,} new"
+        self.query_one(EventLog).border_title = title
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_fire(self, index: int) -> None:
+        self._fire([SEED_EVENTS[index]])
+
+    def action_fire_all(self) -> None:
+        self._fire(list(SEED_EVENTS))
+
+    def _fire(self, events: list[tuple[EventType, str]]) -> None:
+        self.run_worker(self._publish(events), group="publish", exit_on_error=False)
+
+    async def _publish(self, events: list[tuple[EventType, str]]) -> None:
+        try:
+            receivers = await self.publisher.publish(events)
+        except Exception as exc:  # any Redis or network failure: say so, break nothing
+            self.notify(
+                f"Redis at {redact(self.publisher.url)} is not reachable: {exc}",
+                title="Cannot publish test event",
+                severity="error",
+            )
+            return
+        sent = ", ".join(f"{t.value} {p}" for t, p in events)
+        self.monitor.note(f"published {sent} ({min(receivers)} subscriber(s))")
+        if min(receivers) == 0:
+            self.notify("No bridge is subscribed to this Redis and prefix.", severity="warning")
+
+    def action_reconnect(self) -> None:
+        self.monitor.note("reconnecting now (r)")
+        self.client.reconnect_now()
+
+    def action_toggle_pause(self) -> None:
+        log = self.query_one(EventLog)
+        if self.monitor.paused:
+            self.monitor.set_paused(False)
+            log.replace(self.monitor.replay())
+        else:
+            self.monitor.set_paused(True)
+        self._update_log_title()
+        self._update_status(self._clock())
+
+    def action_clear(self) -> None:
+        self.monitor.clear()
+        self.query_one(EventLog).clear()
+        self._update_log_title()
+
+    def action_filter(self) -> None:
+        self.push_screen(FilterScreen(self.monitor.shown, self.set_filter))
+
+    def set_filter(self, shown: frozenset[str]) -> None:
+        """Show only these kinds of line; the kept lines are redrawn at once."""
+        self.monitor.shown = shown
+        if not self.monitor.paused:
+            self.query_one(EventLog).replace(self.monitor.replay())
+        self._update_log_title()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())

@@ -1,0 +1,202 @@
+"""A simulated React Query cache, pure and driven by the caller's clock.
+
+It behaves as the web client's cache does (PROTOCOL.md section 3): invalidating a key
+(a prefix match) marks it stale and, since every query here is in use, refetches it;
+an invalidation that arrives while a fetch is in flight cancels that fetch and starts
+a new one, so a burst costs one refetch, not one per event. A fetch completes after a
+simulated latency and returns a snapshot of :class:`Backend`, the server-side truth
+that the events describe, so a refetch visibly changes what the table shows.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+
+from bridge.protocol import Event, EventType, QueryKey, invalidated_keys
+
+#: The list queries a dashboard keeps mounted; per-id keys are added as events name them.
+BASE_KEYS: tuple[QueryKey, ...] = (
+    ("jobs/table",),
+    ("jobs/stats",),
+    ("queues/table",),
+    ("queues/stats",),
+)
+
+_JOB_TYPES = frozenset({EventType.JOB_REFRESH, EventType.SINGLE_JOB_REFRESH, EventType.LOG_REFRESH})
+_LOG_TYPES = frozenset({EventType.LOG_REFRESH, EventType.JOB_LOG_REFRESH})
+_QUEUE_TYPES = frozenset({EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH})
+_SCHEDULER_TYPES = frozenset(
+    {EventType.JOB_SCHEDULER_REFRESH, EventType.SINGLE_JOB_SCHEDULER_REFRESH}
+)
+GENERIC_ID = "1"  # "something changed", not an id
+
+
+class QueryStatus(enum.StrEnum):
+    FRESH = "fresh"
+    STALE = "stale"
+    FETCHING = "fetching"
+
+
+def key_label(key: QueryKey) -> str:
+    """``("jobs/single", "42")`` -> ``"jobs/single 42"``."""
+    return " ".join(key)
+
+
+@dataclass(slots=True)
+class Query:
+    key: QueryKey
+    status: QueryStatus = QueryStatus.STALE
+    invalidations: int = 0
+    fetches: int = 0  # completed fetches
+    cancelled: int = 0  # fetches restarted by a newer invalidation
+    fetch_started: float | None = None
+    last_fetched: float | None = None
+    last_duration: float | None = None
+    data: str = "-"
+
+
+@dataclass(slots=True)
+class Backend:
+    """What the server would answer: facts accumulated from the events seen."""
+
+    recent_jobs: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    job_events: int = 0
+    log_lines: Counter[str] = field(default_factory=Counter)
+    queue_events: Counter[str] = field(default_factory=Counter)
+    scheduler_events: int = 0
+    job_refreshes: Counter[str] = field(default_factory=Counter)
+
+    _MAX_IDS = 1000  # ids kept in the counters; beyond, the oldest are forgotten
+
+    def apply(self, event: Event) -> None:
+        t, ident = event.type, event.id
+        specific = ident not in ("", GENERIC_ID)
+        if t in _JOB_TYPES:
+            self.job_events += 1
+            if specific and t is not EventType.LOG_REFRESH and ident not in self.recent_jobs:
+                self.recent_jobs.append(ident)
+        if t in _LOG_TYPES and specific:
+            _bump(self.log_lines, ident, self._MAX_IDS)
+        if t is EventType.SINGLE_JOB_REFRESH and specific:
+            _bump(self.job_refreshes, ident, self._MAX_IDS)
+        if t in _QUEUE_TYPES and specific:
+            _bump(self.queue_events, ident, self._MAX_IDS)
+        if t in _SCHEDULER_TYPES:
+            self.scheduler_events += 1
+
+    def answer(self, key: QueryKey) -> str:
+        """The response a fetch of ``key`` returns now, summarised in one line."""
+        name = key[0]
+        if name == "jobs/table":
+            jobs = ", ".join(reversed(self.recent_jobs)) or "no jobs yet"
+            return f"latest: {jobs}"
+        if name == "jobs/stats":
+            return f"{self.job_events} job events, {sum(self.log_lines.values())} log lines"
+        if name == "queues/table":
+            return ", ".join(sorted(self.queue_events)[:6]) or "no queues yet"
+        if name == "queues/stats":
+            busiest = ", ".join(f"{q}:{n}" for q, n in self.queue_events.most_common(4))
+            return f"{busiest or 'no queue events'}; {self.scheduler_events} scheduler events"
+        if name == "jobs/single":
+            return f"job {key[1]}: updated {self.job_refreshes[key[1]]}x"
+        if name == "jobs/logs":
+            return f"{self.log_lines[key[1]]} log lines"
+        return "-"
+
+
+def _bump(counter: Counter[str], key: str, limit: int) -> None:
+    counter[key] += 1
+    if len(counter) > limit:
+        del counter[next(iter(counter))]
+
+
+class QueryCache:
+    """The queries in use, their fetch state, and what changed since the last look.
+
+    Every method takes ``now`` (seconds on any monotonic clock), so tests drive time.
+    Call :meth:`tick` regularly to complete fetches whose latency has elapsed.
+    """
+
+    def __init__(self, *, latency: float = 0.15, max_id_keys: int = 40) -> None:
+        self.latency = latency
+        self.max_id_keys = max_id_keys
+        self.backend = Backend()
+        self.queries: OrderedDict[QueryKey, Query] = OrderedDict()
+        self._fetching: set[QueryKey] = set()
+        self.changed: set[QueryKey] = set()  # keys to redraw; the caller clears it
+        self.removed: set[QueryKey] = set()  # keys evicted; the caller clears it
+        for key in BASE_KEYS:
+            self.queries[key] = Query(key)
+
+    def mount(self, now: float) -> None:
+        """Initial load: fetch every query, as a freshly mounted page does."""
+        for key in self.queries:
+            self._start_fetch(self.queries[key], now)
+
+    def handle(self, event: Event, now: float) -> None:
+        """Apply one event: update the backend, then invalidate the keys the web client would."""
+        self.backend.apply(event)
+        # The section 3 keys are whole keys, and no key in use extends another, so an
+        # exact lookup gives the same result as a prefix match here, in O(1) per event.
+        for key in invalidated_keys(event.type, event.id):
+            query = self.queries.get(key) or self._add(key)
+            self._invalidate_one(query, now)
+
+    def invalidate(self, prefix: QueryKey, now: float) -> int:
+        """Invalidate every query whose key starts with ``prefix``; return how many."""
+        n = len(prefix)
+        matched = [q for k, q in self.queries.items() if k[:n] == prefix]
+        for query in matched:
+            self._invalidate_one(query, now)
+        return len(matched)
+
+    def _invalidate_one(self, query: Query, now: float) -> None:
+        query.invalidations += 1
+        if query.status is QueryStatus.FETCHING:
+            query.cancelled += 1  # React Query's cancelRefetch: the newer fetch wins
+        self._start_fetch(query, now)
+        if len(query.key) > 1:
+            self.queries.move_to_end(query.key)  # most recently used per-id key last
+
+    def invalidate_all(self, now: float) -> int:
+        """After a reconnect or a resync: events may have been missed, so refetch everything."""
+        return self.invalidate((), now)
+
+    def tick(self, now: float) -> None:
+        """Complete the fetches whose simulated latency has elapsed by ``now``."""
+        for key in [k for k in self._fetching if self._due(k, now)]:
+            query = self.queries[key]
+            assert query.fetch_started is not None
+            done = query.fetch_started + self.latency
+            query.status = QueryStatus.FRESH
+            query.fetches += 1
+            query.last_fetched = done
+            query.last_duration = done - query.fetch_started
+            query.fetch_started = None
+            query.data = self.backend.answer(key)
+            self._fetching.discard(key)
+            self.changed.add(key)
+
+    def _due(self, key: QueryKey, now: float) -> bool:
+        started = self.queries[key].fetch_started
+        return started is not None and now >= started + self.latency
+
+    def _start_fetch(self, query: Query, now: float) -> None:
+        query.status = QueryStatus.FETCHING
+        query.fetch_started = now
+        self._fetching.add(query.key)
+        self.changed.add(query.key)
+
+    def _add(self, key: QueryKey) -> Query:
+        query = self.queries[key] = Query(key)
+        self.removed.discard(key)
+        if len(self.queries) - len(BASE_KEYS) > self.max_id_keys:
+            # Base keys stay first; per-id keys follow, least recently invalidated first.
+            oldest = next(k for k in self.queries if len(k) > 1)
+            del self.queries[oldest]
+            self._fetching.discard(oldest)
+            self.changed.discard(oldest)
+            self.removed.add(oldest)
+        return query

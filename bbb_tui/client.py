@@ -1,0 +1,154 @@
+"""The WebSocket client and its reconnect policy (no Textual here).
+
+websockets' own reconnecting iterator is not used because the UI must show the
+attempt number and a countdown, and ``r`` must cut the wait short; the policy is the
+shared :class:`bridge.backoff.Backoff` (exponential, full jitter, capped), reset once a
+connection has stayed up for ``stable_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidURI, WebSocketException
+
+from bridge.backoff import Backoff
+
+#: Frames larger than this close the connection (1009); the bridge sends far smaller ones.
+MAX_FRAME = 16 * 1024 * 1024
+
+
+class ConnState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnStatus:
+    """A snapshot of the connection, for display. Times are ``clock()`` values."""
+
+    state: ConnState
+    url: str
+    attempt: int = 1
+    connected_at: float | None = None
+    retry_at: float | None = None
+    error: str | None = None
+    connections: int = 0  # successful connections so far; > 1 means this one is a reconnect
+
+
+class BridgeClient:
+    """Connect to the bridge, hand each frame to ``on_frame``, and reconnect forever.
+
+    ``on_frame`` and ``on_status`` are plain calls made from the reader task: keep them
+    cheap (append to a buffer); widgets are updated elsewhere, on a clock.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        on_frame: Callable[[str | bytes], None],
+        on_status: Callable[[ConnStatus], None],
+        *,
+        backoff: Backoff | None = None,
+        stable_after: float = 10.0,
+        open_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self._on_frame = on_frame
+        self._on_status = on_status
+        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._stable_after = stable_after
+        self._open_timeout = open_timeout
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self.status = ConnStatus(ConnState.CONNECTING, url)
+
+    def _set(self, **changes: object) -> None:
+        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
+        self._on_status(self.status)
+
+    def reconnect_now(self) -> None:
+        """Drop the current connection, or cut the wait short, and connect again at once."""
+        self._wake.set()
+        if self._ws is not None:
+            task = asyncio.ensure_future(self._ws.close(1000, "reconnect requested"))
+            task.add_done_callback(lambda t: t.exception())
+
+    async def run(self) -> None:
+        """Connect, read and reconnect until cancelled, or until the URL proves unusable."""
+        self._on_status(self.status)
+        while True:
+            error = await self._connect_and_read()
+            if error is None:
+                continue  # reconnect requested while connected: go again at once
+            if self.status.state is ConnState.DISCONNECTED:
+                return  # permanent error (bad URL): nothing to retry
+            delay = self._backoff.next_delay()
+            self._set(
+                state=ConnState.RECONNECTING,
+                attempt=self._backoff.attempt + 1,
+                connected_at=None,
+                retry_at=self._clock() + delay,
+                error=error,
+            )
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._set(retry_at=None)
+
+    async def _connect_and_read(self) -> str | None:
+        """One connection's life; return why it ended (None: the user asked to reconnect)."""
+        self._wake.clear()
+        try:
+            async with connect(self.url, open_timeout=self._open_timeout, max_size=MAX_FRAME) as ws:
+                self._ws = ws
+                connected_at = self._clock()
+                self._set(
+                    state=ConnState.CONNECTED,
+                    connected_at=connected_at,
+                    retry_at=None,
+                    error=None,
+                    connections=self.status.connections + 1,
+                )
+                try:
+                    async for frame in ws:
+                        self._on_frame(frame)
+                finally:
+                    self._ws = None
+                    if self._clock() - connected_at >= self._stable_after:
+                        self._backoff.reset()
+            if self._wake.is_set():
+                self._backoff.reset()
+                self._set(state=ConnState.CONNECTING, attempt=1, connected_at=None)
+                return None
+            return _close_reason(ws)
+        except InvalidURI as exc:
+            self._set(state=ConnState.DISCONNECTED, error=f"invalid URL: {exc}")
+            return str(exc)
+        except (TimeoutError, OSError, WebSocketException) as exc:
+            return _describe(exc)
+
+
+def _close_reason(ws: ClientConnection) -> str:
+    code = ws.close_code
+    reason = ws.close_reason
+    return f"closed by the bridge ({code}{': ' + reason if reason else ''})"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

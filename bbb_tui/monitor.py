@@ -1,0 +1,179 @@
+"""What the reader task feeds, as plain Python: counters, rate, the log ring, the cache.
+
+The WebSocket reader calls :meth:`Monitor.feed` once per frame (a few microseconds:
+parse, count, append, invalidate). Nothing here touches a widget: the app drains
+the new log lines and the changed cache rows on a clock, in one batch each.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from itertools import islice
+
+from bbb_tui.cache import QueryCache
+from bridge.protocol import Event, EventType, Greeting, Malformed, Unknown, parse_frame
+
+INFO, UNKNOWN, MALFORMED = "info", "unknown", "malformed"
+#: Every kind of log line, in the order filters list them.
+KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INFO)
+_TYPE_WIDTH = max(len(k) for k in KINDS)
+_MAX_VALUE = 120  # characters of one data value shown in the log
+# Control characters in hostile payloads must not break a log line.
+_CONTROL = {c: "\N{MIDDLE DOT}" for c in (*range(32), 127)}
+
+
+def clean(text: str, limit: int = _MAX_VALUE) -> str:
+    """One printable line of at most ``limit`` characters."""
+    text = text.translate(_CONTROL)
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def clock_time(wall: float, hms: str | None = None) -> str:
+    """``HH:MM:SS.mmm`` local time (pass ``hms`` when the seconds part is already known)."""
+    hms = hms or time.strftime("%H:%M:%S", time.localtime(wall))
+    return f"{hms}.{int(wall * 1000) % 1000:03d}"
+
+
+def format_data(data: dict[str, object]) -> str:
+    return "  ".join(
+        f"{clean(str(k), 40)}={clean(v if isinstance(v, str) else json.dumps(v))}"
+        for k, v in data.items()
+    )
+
+
+class RateMeter:
+    """Counts per whole second over a sliding window: the rate and a sparkline's history."""
+
+    def __init__(self, window: int = 60) -> None:
+        self.window = window
+        self._second = 0
+        self._count = 0
+        self._history: deque[int] = deque([0] * window, maxlen=window)
+
+    def add(self, now: float, n: int = 1) -> None:
+        second = int(now)
+        if second != self._second:
+            self._roll(second)
+        self._count += n
+
+    def _roll(self, second: int) -> None:
+        gap = min(max(second - self._second, 0), self.window)
+        if gap:
+            self._history.append(self._count)
+            self._history.extend([0] * (gap - 1))
+            self._count = 0
+        self._second = second
+
+    def rate(self, now: float) -> float:
+        """Messages per second over the last complete second."""
+        self.add(now, 0)
+        return float(self._history[-1])
+
+    def history(self, now: float) -> list[int]:
+        self.add(now, 0)
+        return list(self._history)
+
+
+class Monitor:
+    """Counters, the bounded log ring with pause and filter, and the simulated cache."""
+
+    def __init__(
+        self,
+        cache: QueryCache,
+        *,
+        capacity: int = 2000,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cache = cache
+        self.capacity = capacity
+        self._clock = clock
+        self._wallclock = wallclock
+        self.received = 0  # frames, all kinds
+        self.events = 0  # well-formed events of the eight types
+        self.by_type: Counter[str] = Counter()
+        self.rate = RateMeter()
+        self.entries: deque[tuple[str, str]] = deque(maxlen=capacity)  # (kind, line)
+        self._new = 0  # entries appended since the last drain
+        self.paused = False
+        self.held = 0  # entries that arrived while paused
+        self.shown: frozenset[str] = frozenset(KINDS)
+        self._second = -1
+        self._stamp = ""
+
+    # -- fed by the reader task ------------------------------------------------
+
+    def feed(self, frame: str | bytes) -> None:
+        """Take one frame off the wire (called once per message; keep it cheap)."""
+        now = self._clock()
+        self.received += 1
+        self.rate.add(now)
+        message = parse_frame(frame)
+        if isinstance(message, Event):
+            self.events += 1
+            self.by_type[message.type.value] += 1
+            self._append(message.type.value, format_data(message.data))
+            self.cache.handle(message, now)
+        elif isinstance(message, Greeting):
+            self._append(INFO, "greeting from the bridge (connected)")
+        elif isinstance(message, Unknown):
+            self.by_type[UNKNOWN] += 1
+            self._append(UNKNOWN, f"type {clean(message.type, 40)!r}  {format_data(message.data)}")
+        else:
+            assert isinstance(message, Malformed)
+            self.by_type[MALFORMED] += 1
+            self._append(MALFORMED, f"{message.reason}: {clean(message.raw)}")
+
+    def note(self, text: str) -> None:
+        """Add an informational line (connection changes, resyncs)."""
+        self._append(INFO, clean(text, 300))
+
+    def _append(self, kind: str, text: str) -> None:
+        stamp = self._timestamp()
+        self.entries.append((kind, f"{stamp}  {kind:<{_TYPE_WIDTH}}  {text}"))
+        if self.paused:
+            self.held += 1
+        else:
+            self._new += 1
+
+    def _timestamp(self) -> str:
+        wall = self._wallclock()
+        second = int(wall)
+        if second != self._second:  # strftime once a second, not once a message
+            self._second = second
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(wall))
+        return clock_time(wall, self._stamp)
+
+    # -- read by the app on its clock ------------------------------------------
+
+    def drain(self) -> list[str]:
+        """The lines to append to the log since the last drain (none while paused)."""
+        new, self._new = min(self._new, len(self.entries)), 0
+        if not new:
+            return []
+        return self._visible(islice(self.entries, len(self.entries) - new, None))
+
+    def replay(self) -> list[str]:
+        """Every kept line that passes the filter: rebuilds the log after clear/filter/resume."""
+        self._new = 0
+        return self._visible(self.entries)
+
+    def _visible(self, entries: Iterable[tuple[str, str]]) -> list[str]:
+        shown = self.shown
+        return [line for kind, line in entries if kind in shown]
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if not paused:
+            self.held = 0
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self._new = self.held = 0
+
+    @property
+    def problems(self) -> int:
+        return self.by_type[UNKNOWN] + self.by_type[MALFORMED]

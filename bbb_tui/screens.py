@@ -1,0 +1,71 @@
+"""Modal screens: the key help and the log filter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import SelectionList, Static
+
+from bbb_tui.monitor import KINDS
+from bbb_tui.widgets.eventlog import KIND_COLOURS
+
+ABOUT = (
+    "bbb-tui shows what Better Bull Board's web client does with each message from the bridge:\n"
+    "the event log, and the simulated React Query cache each message invalidates and refetches.\n"
+    "Test events are published to Redis on the real channels and come back through the bridge."
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key binding of the app (read from its BINDINGS, so it cannot go stale)."""
+
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold #61afef", justify="right")
+        table.add_column()
+        for binding in self.app.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.description:
+                keys = ", ".join(
+                    self.app.get_key_display(Binding(k, "")) for k in binding.key.split(",")
+                )
+                table.add_row(keys, binding.description)
+        with Vertical(id="help-box"):
+            yield Static(Text(ABOUT, style="dim"), id="help-about")
+            yield Static(table, id="help-keys")
+            yield Static(Text("escape or ? closes", style="dim italic"))
+
+
+class FilterScreen(ModalScreen[None]):
+    """Pick the kinds of line the log shows; applied as you toggle."""
+
+    BINDINGS = [Binding("escape,f,slash", "dismiss", "Close")]
+
+    def __init__(self, shown: frozenset[str], on_change: Callable[[frozenset[str]], None]) -> None:
+        super().__init__()
+        self._shown = shown
+        self._on_change = on_change
+
+    def compose(self) -> ComposeResult:
+        options = [
+            (Text(kind, style=KIND_COLOURS.get(kind, "")), kind, kind in self._shown)
+            for kind in KINDS
+        ]
+        with Vertical(id="filter-box"):
+            yield Static("Show in the log (space toggles, escape closes)", id="filter-title")
+            yield SelectionList[str](*options, id="filter-kinds")
+
+    def on_selection_list_selected_changed(
+        self, message: SelectionList.SelectedChanged[str]
+    ) -> None:
+        self._on_change(frozenset(message.selection_list.selected))

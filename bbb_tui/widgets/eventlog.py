@@ -1,0 +1,63 @@
+"""The live event log: a bounded ``Log`` whose lines are coloured by message kind."""
+
+from __future__ import annotations
+
+import re
+
+from rich.highlighter import Highlighter
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Log
+
+from bbb_tui.monitor import INFO, MALFORMED, UNKNOWN
+
+KIND_COLOURS: dict[str, str] = {
+    "job-refresh": "#61afef",
+    "single-job-refresh": "#56b6c2",
+    "log-refresh": "#c678dd",
+    "job-log-refresh": "#d7a8ef",
+    "queue-refresh": "#98c379",
+    "single-queue-refresh": "#b8e08a",
+    "job-scheduler-refresh": "#e5c07b",
+    "single-job-scheduler-refresh": "#f0d58c",
+    UNKNOWN: "#d7875f",
+    MALFORMED: "bold #e06c75",
+    INFO: "italic #8a919c",
+}
+
+
+class KindHighlighter(Highlighter):
+    """Colour the kind column (and dim the timestamp) of each log line."""
+
+    _line = re.compile(r"^(\S+)  (\S+)")
+    _styles = {kind: Style.parse(colour) for kind, colour in KIND_COLOURS.items()}
+    _stamp = Style(dim=True)
+
+    def highlight(self, text: Text) -> None:
+        match = self._line.match(text.plain)
+        if match is None:
+            return
+        text.stylize(self._stamp, *match.span(1))
+        style = self._styles.get(match.group(2))
+        if style is not None:
+            text.stylize(style, *match.span(2))
+            if match.group(2) in (MALFORMED, INFO):
+                text.stylize(style, match.end(2))
+
+
+class EventLog(Log):
+    """A ``Log`` with coloured kinds; written in batches by the app's flush."""
+
+    def __init__(self, *, max_lines: int, id: str | None = None) -> None:
+        super().__init__(highlight=True, max_lines=max_lines, auto_scroll=True, id=id)
+        self.highlighter = KindHighlighter()
+
+    def append(self, lines: list[str]) -> None:
+        """Write a batch and redraw (a full ``Log`` with max_lines does not redraw by itself)."""
+        if lines:
+            self.write_lines(lines)
+            self.refresh()
+
+    def replace(self, lines: list[str]) -> None:
+        self.clear()
+        self.append(lines)

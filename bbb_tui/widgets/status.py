@@ -1,0 +1,50 @@
+"""The always-visible connection line and counters."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from bbb_tui.client import ConnState, ConnStatus
+from bbb_tui.monitor import Monitor
+
+STATE_STYLES = {
+    ConnState.CONNECTING: ("\N{CIRCLED WHITE BULLET}", "bold #e5c07b"),
+    ConnState.CONNECTED: ("\N{BLACK CIRCLE}", "bold #98c379"),
+    ConnState.RECONNECTING: ("\N{CIRCLED WHITE BULLET}", "bold #d7875f"),
+    ConnState.DISCONNECTED: ("\N{BLACK CIRCLE}", "bold #e06c75"),
+}
+
+
+def duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def status_text(status: ConnStatus, monitor: Monitor, now: float) -> Text:
+    """Two lines: the connection, then the message counters."""
+    mark, style = STATE_STYLES[status.state]
+    text = Text()
+    text.append(f"{mark} {status.state.value}", style=style)
+    text.append(f"  {status.url}")
+    if status.state is ConnState.CONNECTED and status.connected_at is not None:
+        text.append(f"  up {duration(now - status.connected_at)}")
+        if status.connections > 1:
+            text.append(f"  (reconnect {status.connections - 1})", style="dim")
+    elif status.state in (ConnState.CONNECTING, ConnState.RECONNECTING):
+        text.append(f"  attempt {status.attempt}")
+        if status.retry_at is not None:
+            text.append(f"  retry in {max(status.retry_at - now, 0):.1f}s", style="bold")
+    if status.error and status.state is not ConnState.CONNECTED:
+        text.append(f"  ({status.error})", style="dim")
+    text.append("\n")
+    text.append(f"{monitor.events:,} events", style="bold")
+    text.append(f"  {monitor.rate.rate(now):,.0f}/s")
+    problems = monitor.problems
+    text.append(
+        f"  {problems:,} unparsable/unknown",
+        style="bold #e06c75" if problems else "dim",
+    )
+    if monitor.paused:
+        text.append(f"  log paused ({monitor.held:,} new)", style="bold #e5c07b")
+    return text

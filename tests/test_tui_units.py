@@ -1,0 +1,161 @@
+"""Pure parts of the TUI: the simulated query cache and the monitor (driven clocks, no I/O)."""
+
+from __future__ import annotations
+
+from bbb_tui.cache import BASE_KEYS, QueryCache, QueryStatus
+from bbb_tui.monitor import KINDS, MALFORMED, UNKNOWN, Monitor, RateMeter, clean
+from bridge.protocol import Event, EventType, encode_event
+
+
+def event(event_type: EventType, ident: str) -> Event:
+    return Event(event_type, ident, {})
+
+
+def settle(cache: QueryCache, now: float) -> None:
+    cache.tick(now + cache.latency)
+
+
+def test_invalidation_marks_stale_and_refetches_after_the_latency() -> None:
+    """An invalidated query is fetching at once and fresh, with new data, after the latency."""
+    cache = QueryCache(latency=0.1)
+    cache.handle(event(EventType.JOB_REFRESH, "j1"), now=0.0)
+    table = cache.queries[("jobs/table",)]
+    assert table.status is QueryStatus.FETCHING
+    cache.tick(0.05)
+    assert table.status is QueryStatus.FETCHING
+    cache.tick(0.1)
+    assert (table.status, table.fetches, table.last_duration) == (QueryStatus.FRESH, 1, 0.1)
+    assert "j1" in table.data
+
+
+def test_a_burst_restarts_the_fetch_instead_of_queueing_fetches() -> None:
+    """500 invalidations in quick succession cost one completed fetch (the rest were cancelled)."""
+    cache = QueryCache(latency=0.1)
+    for i in range(500):
+        cache.handle(event(EventType.JOB_REFRESH, "1"), now=i * 0.0001)
+        cache.tick(i * 0.0001)
+    settle(cache, 0.05)
+    table = cache.queries[("jobs/table",)]
+    assert (table.invalidations, table.fetches, table.cancelled) == (500, 1, 499)
+
+
+def test_each_type_invalidates_exactly_its_section_3_keys() -> None:
+    """queue-refresh touches only the queue keys; single-job-refresh only its own per-id key."""
+    cache = QueryCache()
+    cache.handle(event(EventType.QUEUE_REFRESH, "emails"), now=0.0)
+    touched = {k for k, q in cache.queries.items() if q.invalidations}
+    assert touched == {("queues/table",), ("queues/stats",)}
+    cache.handle(event(EventType.SINGLE_JOB_REFRESH, "42"), now=0.0)
+    assert cache.queries[("jobs/single", "42")].invalidations == 1
+    assert cache.queries[("jobs/table",)].invalidations == 0
+    cache.handle(event(EventType.SINGLE_QUEUE_REFRESH, "emails"), now=0.0)
+    assert sum(q.invalidations for q in cache.queries.values()) == 3
+
+
+def test_prefix_invalidation_matches_longer_keys() -> None:
+    """Invalidating ("jobs/single",) reaches ("jobs/single", id) for every id."""
+    cache = QueryCache()
+    for ident in ("1", "2"):
+        cache.handle(event(EventType.SINGLE_JOB_REFRESH, f"job-{ident}"), now=0.0)
+    assert cache.invalidate(("jobs/single",), now=1.0) == 2
+
+
+def test_invalidate_all_refetches_every_query() -> None:
+    """After a reconnect every query is invalidated, base and per-id alike."""
+    cache = QueryCache()
+    cache.handle(event(EventType.JOB_LOG_REFRESH, "7"), now=0.0)
+    settle(cache, 0.0)
+    assert cache.invalidate_all(now=1.0) == len(BASE_KEYS) + 1
+    assert all(q.status is QueryStatus.FETCHING for q in cache.queries.values())
+
+
+def test_per_id_keys_are_bounded_least_recently_used_out() -> None:
+    """Past max_id_keys, the least recently invalidated per-id key is evicted and reported."""
+    cache = QueryCache(max_id_keys=3)
+    for ident in ("a", "b", "c"):
+        cache.handle(event(EventType.SINGLE_JOB_REFRESH, ident), now=0.0)
+    cache.handle(event(EventType.SINGLE_JOB_REFRESH, "a"), now=0.0)  # a is now recent
+    cache.handle(event(EventType.SINGLE_JOB_REFRESH, "d"), now=0.0)
+    per_id = {k[1] for k in cache.queries if len(k) > 1}
+    assert per_id == {"a", "c", "d"}
+    assert cache.removed == {("jobs/single", "b")}
+    assert len(cache.queries) == len(BASE_KEYS) + 3
+
+
+def test_fetched_data_reflects_events_seen_before_the_fetch() -> None:
+    """The queue stats a refetch returns count the queue events seen so far."""
+    cache = QueryCache(latency=0.1)
+    for _ in range(3):
+        cache.handle(event(EventType.SINGLE_QUEUE_REFRESH, "emails"), now=0.0)
+    cache.handle(event(EventType.QUEUE_REFRESH, "payments"), now=0.0)
+    settle(cache, 0.0)
+    assert cache.queries[("queues/stats",)].data.startswith("emails:3, payments:1")
+    assert cache.queries[("queues/table",)].data == "emails, payments"
+
+
+def make_monitor(capacity: int = 100) -> Monitor:
+    return Monitor(QueryCache(), capacity=capacity, clock=lambda: 5.0, wallclock=lambda: 0.0)
+
+
+def test_monitor_counts_every_kind_and_keeps_malformed_lines_marked() -> None:
+    """Events, unknown types and malformed frames are counted and logged as such."""
+    monitor = make_monitor()
+    monitor.feed(encode_event(EventType.JOB_REFRESH, "1"))
+    monitor.feed('{"type": "session", "data": {"seq": 1}}')
+    monitor.feed("{broken")
+    monitor.feed(b"\xff\xfe")
+    assert (monitor.received, monitor.events, monitor.problems) == (4, 1, 3)
+    assert (monitor.by_type[UNKNOWN], monitor.by_type[MALFORMED]) == (1, 2)
+    kinds = [kind for kind, _ in monitor.entries]
+    assert kinds == ["job-refresh", UNKNOWN, MALFORMED, MALFORMED]
+
+
+def test_monitor_drain_returns_only_new_lines_and_nothing_while_paused() -> None:
+    """drain() gives each line once; paused lines are held and come back on replay."""
+    monitor = make_monitor()
+    monitor.feed(encode_event(EventType.JOB_REFRESH, "a"))
+    assert len(monitor.drain()) == 1
+    assert monitor.drain() == []
+    monitor.set_paused(True)
+    monitor.feed(encode_event(EventType.JOB_REFRESH, "b"))
+    assert (monitor.drain(), monitor.held) == ([], 1)
+    monitor.set_paused(False)
+    assert [line.split()[-1] for line in monitor.replay()] == ["jobId=a", "jobId=b"]
+
+
+def test_monitor_log_ring_is_bounded_but_counts_everything() -> None:
+    """Old lines drop off past capacity; the counters still count every message."""
+    monitor = make_monitor(capacity=10)
+    for i in range(25):
+        monitor.feed(encode_event(EventType.SINGLE_JOB_REFRESH, str(i)))
+    assert monitor.events == 25
+    lines = monitor.drain()
+    assert len(lines) == 10
+    assert lines[-1].endswith("jobId=24")
+
+
+def test_monitor_filter_hides_other_kinds() -> None:
+    """With a filter, only the chosen kinds are shown; the rest are still kept."""
+    monitor = make_monitor()
+    monitor.feed(encode_event(EventType.JOB_REFRESH, "a"))
+    monitor.feed(encode_event(EventType.QUEUE_REFRESH, "q"))
+    monitor.shown = frozenset({"queue-refresh"})
+    assert [line.split()[-1] for line in monitor.replay()] == ["queueName=q"]
+    monitor.shown = frozenset(KINDS)
+    assert len(monitor.replay()) == 2
+
+
+def test_clean_keeps_hostile_text_on_one_bounded_line() -> None:
+    """Control characters and escapes cannot break or flood a log line."""
+    assert "\n" not in clean("a\nb\x1b[31m")
+    assert len(clean("x" * 10_000)) == 120
+
+
+def test_rate_meter_reports_the_last_complete_second() -> None:
+    """The rate is the count of the last whole second; idle seconds count as zero."""
+    meter = RateMeter(window=5)
+    for _ in range(30):
+        meter.add(10.2)
+    assert meter.rate(10.9) == 0.0  # second 10 is not complete yet
+    assert meter.rate(11.0) == 30.0
+    assert meter.history(13.5) == [0, 0, 30, 0, 0]
