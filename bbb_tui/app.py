@@ -47,18 +47,24 @@ class BbbApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "bbb-tui"
     BINDINGS = [
-        Binding("1", "fire(0)", "job", tooltip="publish job-refresh test-job-123"),
-        Binding("2", "fire(1)", "queue", tooltip="publish queue-refresh test-queue"),
-        Binding("3", "fire(2)", "scheduler", tooltip="publish job-scheduler-refresh"),
-        Binding("4", "fire(3)", "log", tooltip="publish log-refresh test-job-456"),
-        Binding("a", "fire_all", "all four"),
-        Binding("r", "reconnect", "reconnect"),
-        Binding("p", "toggle_pause", "pause"),
-        Binding("c", "clear", "clear"),
-        Binding("f,slash", "filter", "filter"),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit", "quit"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        # The description is the footer's word; the tooltip is the help screen's line.
+        Binding("1", "fire(0)", "job", tooltip="publish job-refresh test-job-123 to Redis"),
+        Binding("2", "fire(1)", "queue", tooltip="publish queue-refresh test-queue to Redis"),
+        Binding(
+            "3",
+            "fire(2)",
+            "scheduler",
+            tooltip="publish job-scheduler-refresh test-scheduler-key to Redis",
+        ),
+        Binding("4", "fire(3)", "log", tooltip="publish log-refresh test-job-456 to Redis"),
+        Binding("a", "fire_all", "all four", tooltip="publish all four test events"),
+        Binding("r", "reconnect", "reconnect", tooltip="reconnect to the bridge now"),
+        Binding("p", "toggle_pause", "pause", tooltip="pause / resume the event log"),
+        Binding("c", "clear", "clear", tooltip="clear the event log"),
+        Binding("f,slash", "filter", "filter", tooltip="filter the event log by kind"),
+        Binding("question_mark", "help", "help", tooltip="this help"),
+        Binding("q", "quit", "quit", tooltip="quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True, tooltip="quit"),
     ]
 
     def __init__(
@@ -89,16 +95,21 @@ class BbbApp(App[None]):
     # -- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # Held as attributes: the flush must reach them even while a modal screen is on top.
+        self.status_bar = Static(id="status")
+        self.sparkline = Sparkline([0], id="rate")
+        self.table = QueryTable(clock=self._clock, wallclock=self._wallclock, id="queries")
+        self.event_log = EventLog(max_lines=self.settings.log_lines, id="log")
         with Horizontal(id="status-row"):
-            yield Static(id="status")
-            yield Sparkline([0], id="rate")
-        yield QueryTable(clock=self._clock, wallclock=self._wallclock, id="queries")
-        yield EventLog(max_lines=self.settings.log_lines, id="log")
+            yield self.status_bar
+            yield self.sparkline
+        yield self.table
+        yield self.event_log
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#queries").border_title = "query cache (simulated React Query)"
-        self.query_one("#rate", Sparkline).tooltip = "events per second, last 60 s"
+        self.table.border_title = "query cache (simulated React Query)"
+        self.sparkline.tooltip = "events per second, last 60 s"
         self._update_log_title()
         self.cache.mount(self._clock())
         self.flush()
@@ -135,22 +146,21 @@ class BbbApp(App[None]):
         """Write new log lines in one batch, changed cache cells, and the status line."""
         now = self._clock()
         self.cache.tick(now)
-        self.query_one(EventLog).append(self.monitor.drain())
-        table = self.query_one(QueryTable)
+        self.event_log.append(self.monitor.drain())
         if self.cache.changed or self.cache.removed:
             with self.batch_update():
-                table.sync(self.cache)
+                self.table.sync(self.cache)
         self._update_status(now)
 
     def _update_status(self, now: float) -> None:
         text = status_text(self.status, self.monitor, now)
         if text.plain != self._status_text:
             self._status_text = text.plain
-            self.query_one("#status", Static).update(text)
+            self.status_bar.update(text)
         second = int(now)
         if second != self._spark_second:
             self._spark_second = second
-            self.query_one("#rate", Sparkline).data = self.monitor.rate.history(now)
+            self.sparkline.data = self.monitor.rate.history(now)
 
     def _update_log_title(self) -> None:
         title = "events"
@@ -158,7 +168,7 @@ class BbbApp(App[None]):
             title += f" (filter: {len(self.monitor.shown)} of {len(KINDS)} kinds)"
         if self.monitor.paused:
             title += f" - PAUSED, {self.monitor.held:,} new"
-        self.query_one(EventLog).border_title = title
+        self.event_log.border_title = title
 
     # -- actions -----------------------------------------------------------------
 
@@ -179,6 +189,7 @@ class BbbApp(App[None]):
                 f"Redis at {redact(self.publisher.url)} is not reachable: {exc}",
                 title="Cannot publish test event",
                 severity="error",
+                markup=False,  # exception text may hold [brackets]
             )
             return
         sent = ", ".join(f"{t.value} {p}" for t, p in events)
@@ -191,10 +202,9 @@ class BbbApp(App[None]):
         self.client.reconnect_now()
 
     def action_toggle_pause(self) -> None:
-        log = self.query_one(EventLog)
         if self.monitor.paused:
             self.monitor.set_paused(False)
-            log.replace(self.monitor.replay())
+            self.event_log.replace(self.monitor.replay())
         else:
             self.monitor.set_paused(True)
         self._update_log_title()
@@ -202,7 +212,7 @@ class BbbApp(App[None]):
 
     def action_clear(self) -> None:
         self.monitor.clear()
-        self.query_one(EventLog).clear()
+        self.event_log.clear()
         self._update_log_title()
 
     def action_filter(self) -> None:
@@ -212,7 +222,7 @@ class BbbApp(App[None]):
         """Show only these kinds of line; the kept lines are redrawn at once."""
         self.monitor.shown = shown
         if not self.monitor.paused:
-            self.query_one(EventLog).replace(self.monitor.replay())
+            self.event_log.replace(self.monitor.replay())
         self._update_log_title()
 
     def action_help(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,19 +29,21 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold #61afef", justify="right")
-        table.add_column()
+        rows = []
         for binding in self.app.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.description:
-                keys = ", ".join(
-                    self.app.get_key_display(Binding(k, "")) for k in binding.key.split(",")
-                )
-                table.add_row(keys, binding.description)
+            keys = ", ".join(
+                self.app.get_key_display(Binding(k, "")) for k in binding.key.split(",")
+            )
+            rows.append((keys, binding.tooltip or binding.description))
+        width = max(len(keys) for keys, _ in rows)
+        keys_text = Text()
+        for keys, description in rows:
+            keys_text.append(f"{keys:>{width}}  ", style="bold #61afef")
+            keys_text.append(f"{description}\n")
         with Vertical(id="help-box"):
             yield Static(Text(ABOUT, style="dim"), id="help-about")
-            yield Static(table, id="help-keys")
+            yield Static(keys_text, id="help-keys")
             yield Static(Text("escape or ? closes", style="dim italic"))
 
 

@@ -42,13 +42,8 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
 
 
 async def start_bridge(redis_url: str, prefix: str, **overrides: object) -> Bridge:
-    settings = Settings(
-        host="127.0.0.1",
-        port=0,
-        redis_url=redis_url,
-        prefix=prefix,
-        **overrides,  # type: ignore[arg-type]
-    )
+    options: dict[str, object] = {"host": "127.0.0.1", "port": 0, **overrides}
+    settings = Settings(redis_url=redis_url, prefix=prefix, **options)  # type: ignore[arg-type]
     bridge = Bridge(settings)
     await bridge.start()
     return bridge

@@ -1,0 +1,269 @@
+"""bbb-tui driven with Textual's Pilot against a real bridge on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from textual.widgets import Static
+
+from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.cache import BASE_KEYS, key_label
+from bbb_tui.client import ConnState
+from bbb_tui.monitor import KINDS
+from bbb_tui.screens import FilterScreen, HelpScreen
+from bbb_tui.widgets.eventlog import EventLog
+from bbb_tui.widgets.querytable import QueryTable
+from bridge.embedded import RedisServer, free_port
+from bridge.protocol import GREETING, EventType
+from bridge.server import Bridge
+from tests.conftest import Publisher, start_bridge
+from tests.helpers import wait_for
+
+
+def make_app(port: int, redis_url: str, prefix: str) -> BbbApp:
+    settings = TuiSettings(
+        url=f"ws://127.0.0.1:{port}", redis_url=redis_url, prefix=prefix, fetch_latency=0.05
+    )
+    return BbbApp(settings)
+
+
+def status_line(app: BbbApp) -> str:
+    return str(app.query_one("#status", Static).render())
+
+
+def log_text(app: BbbApp) -> str:
+    return "\n".join(app.query_one(EventLog).lines)
+
+
+def cell(app: BbbApp, key: str, column: str) -> str:
+    return str(app.query_one(QueryTable).get_cell(key, column))
+
+
+class RecordingApp(BbbApp):
+    """The real app, also keeping the text of every notification it raises."""
+
+    def __init__(self, settings: TuiSettings) -> None:
+        super().__init__(settings)
+        self.notified: list[str] = []
+
+    def notify(self, message: str, **kwargs: object) -> None:  # type: ignore[override]
+        self.notified.append(f"{kwargs.get('title', '')}: {message}")
+        super().notify(message, **kwargs)  # type: ignore[arg-type]
+
+
+async def connected(app: BbbApp) -> None:
+    await wait_for(lambda: app.status.state is ConnState.CONNECTED, 10, what="connected")
+
+
+@pytest.fixture
+async def app_on_bridge(
+    bridge: Bridge, redis_server: RedisServer, prefix: str
+) -> AsyncIterator[BbbApp]:
+    yield make_app(bridge.port, redis_server.url, prefix)
+
+
+async def test_state_goes_connecting_then_connected(app_on_bridge: BbbApp) -> None:
+    """The status line says connecting first, then connected with the URL and uptime."""
+    app = app_on_bridge
+    states: list[ConnState] = []
+    original = app.on_status
+    app.client._on_status = lambda s: (states.append(s.state), original(s))  # type: ignore[func-returns-value]
+    async with app.run_test(size=(120, 40)):
+        await connected(app)
+        await wait_for(lambda: "connected" in status_line(app) and " up " in status_line(app))
+        assert app.client.url in status_line(app)
+    assert states[:2] == [ConnState.CONNECTING, ConnState.CONNECTED]
+
+
+async def test_key_1_round_trips_through_redis_and_the_bridge(app_on_bridge: BbbApp) -> None:
+    """Key 1 publishes job-refresh test-job-123; it comes back into the log and jobs/table."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await pilot.press("1")
+        await wait_for(lambda: "jobId=test-job-123" in log_text(app), what="the event in the log")
+        await wait_for(lambda: cell(app, "jobs/table", "invalidated") == "1")
+        await wait_for(lambda: "test-job-123" in cell(app, "jobs/table", "data"))
+        assert cell(app, "jobs/table", "status") == "fresh"
+        assert cell(app, "queues/table", "invalidated") == "0"
+
+
+async def test_key_a_fires_all_four_seed_events(app_on_bridge: BbbApp) -> None:
+    """Key a publishes the four test events, and all four arrive."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await pilot.press("a")
+        await wait_for(lambda: app.monitor.events == 4, what="four events")
+        for needle in ("test-job-123", "test-queue", "test-scheduler-key", "test-job-456"):
+            await wait_for(lambda n=needle: n in log_text(app), what=needle)
+
+
+async def test_a_burst_of_500_costs_far_fewer_fetches(
+    app_on_bridge: BbbApp, publish: Publisher
+) -> None:
+    """500 job events give 500 log lines and 500 invalidations, but only a handful of fetches."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)):
+        await connected(app)
+        await wait_for(lambda: cell(app, "jobs/table", "status") == "fresh", what="initial load")
+        pipe = publish.client.pipeline(transaction=False)
+        for i in range(500):
+            pipe.publish(publish.channel(EventType.JOB_REFRESH), f"burst-{i}")
+        await pipe.execute()
+        await wait_for(lambda: app.monitor.events == 500, what="500 events")
+        await wait_for(lambda: cell(app, "jobs/table", "status") == "fresh", what="refetch")
+        assert sum("jobId=burst-" in line for line in app.query_one(EventLog).lines) == 500
+        assert cell(app, "jobs/table", "invalidated") == "500"
+        fetches = int(cell(app, "jobs/table", "fetches"))
+        assert 2 <= fetches <= 10  # the initial load plus a handful, not 500
+
+
+async def test_bridge_restart_shows_reconnecting_then_invalidates_everything(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Bridge gone: reconnecting with a countdown; bridge back: connected, all keys refetched."""
+    bridge = await start_bridge(redis_server.url, prefix)
+    port = bridge.port
+    app = make_app(port, redis_server.url, prefix)
+    try:
+        async with app.run_test(size=(120, 40)):
+            await connected(app)
+            await bridge.stop()
+            await wait_for(
+                lambda: (
+                    app.status.state is ConnState.RECONNECTING and "retry in" in status_line(app)
+                ),
+                10,
+                what="reconnecting with a countdown",
+            )
+            assert "attempt" in status_line(app)
+            before = {k: app.cache.queries[k].invalidations for k in BASE_KEYS}
+            bridge = await start_bridge(redis_server.url, prefix, port=port)
+            await wait_for(
+                lambda: app.status.state is ConnState.CONNECTED and app.status.connections == 2,
+                15,
+                what="reconnected",
+            )
+            assert all(app.cache.queries[k].invalidations == before[k] + 1 for k in BASE_KEYS)
+            await wait_for(lambda: "invalidated all" in log_text(app), what="the reason logged")
+            await wait_for(lambda: cell(app, key_label(BASE_KEYS[0]), "status") == "fresh")
+    finally:
+        await bridge.stop()
+
+
+async def test_malformed_frames_are_counted_and_do_not_disconnect() -> None:
+    """Garbage from a server is counted and marked in the log; the connection stays up."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    hold = asyncio.Event()
+
+    async def hostile(ws: ServerConnection) -> None:
+        await ws.send(GREETING.decode())
+        for frame in ("not json", "[]", '{"type": 1}', '{"type":"x","data":{}}', b"\xff\x00"):
+            await ws.send(frame)
+        await ws.send('{"type":"job-refresh","data":{"jobId":"ok"}}')
+        await hold.wait()
+
+    async with serve(hostile, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        app = make_app(port, "redis://127.0.0.1:1", "p:")
+        async with app.run_test(size=(120, 40)):
+            await wait_for(lambda: app.monitor.events == 1, what="the valid event")
+            assert app.monitor.problems == 5
+            assert app.status.state is ConnState.CONNECTED and app.status.connections == 1
+            await wait_for(lambda: "5 unparsable/unknown" in status_line(app))
+            await wait_for(lambda: log_text(app).count("malformed") == 4)
+            assert "unknown" in log_text(app)
+        hold.set()
+
+
+async def test_firing_without_redis_notifies_and_breaks_nothing(bridge: Bridge) -> None:
+    """With Redis unreachable from the TUI, key 1 says so in a notification; the app carries on."""
+    settings = TuiSettings(
+        url=f"ws://127.0.0.1:{bridge.port}", redis_url=f"redis://127.0.0.1:{free_port()}"
+    )
+    app = RecordingApp(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await pilot.press("1")
+        await wait_for(lambda: len(app.notified) == 1, what="an error notification")
+        assert "Cannot publish test event: Redis at redis://127.0.0.1:" in app.notified[0]
+        assert "is not reachable" in app.notified[0]
+        await pilot.press("p")
+        assert app.monitor.paused
+        assert app.status.state is ConnState.CONNECTED
+
+
+async def test_pause_holds_lines_and_resume_shows_them(
+    app_on_bridge: BbbApp, publish: Publisher
+) -> None:
+    """p pauses the log (new lines counted, not shown); p again shows them."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await pilot.press("p")
+        assert "PAUSED" in str(app.query_one(EventLog).border_title)
+        await publish(EventType.QUEUE_REFRESH, "held-queue")
+        await wait_for(lambda: app.monitor.held == 1, what="a held line")
+        await wait_for(lambda: "log paused (1 new)" in status_line(app))
+        assert "held-queue" not in log_text(app)
+        await pilot.press("p")
+        assert "held-queue" in log_text(app)
+        assert "PAUSED" not in str(app.query_one(EventLog).border_title)
+
+
+async def test_clear_and_filter(app_on_bridge: BbbApp, publish: Publisher) -> None:
+    """c empties the log; the filter (f or /) shows only the chosen kinds."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await publish(EventType.JOB_REFRESH, "j-1")
+        await publish(EventType.QUEUE_REFRESH, "q-1")
+        await wait_for(lambda: "q-1" in log_text(app), what="both lines")
+        await pilot.press("slash")
+        assert isinstance(app.screen, FilterScreen)
+        app.set_filter(frozenset({"queue-refresh"}))
+        assert "q-1" in log_text(app) and "j-1" not in log_text(app)
+        assert "filter: 1 of" in str(app.query_one(EventLog).border_title)
+        await pilot.press("escape")
+        app.set_filter(frozenset(KINDS))
+        assert "j-1" in log_text(app)
+        await pilot.press("c")
+        assert log_text(app) == ""
+        assert app.monitor.events == 2  # counters are not reset by clearing the view
+
+
+async def test_help_lists_every_key(app_on_bridge: BbbApp) -> None:
+    """? opens a help screen that lists every binding's description."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        for binding in app.BINDINGS:
+            assert binding.tooltip in keys  # type: ignore[union-attr]
+        assert "^c  quit" in keys
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_r_reconnects_now(app_on_bridge: BbbApp, bridge: Bridge) -> None:
+    """r drops the connection and connects again at once, refetching every query."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await pilot.press("r")
+        await wait_for(lambda: app.status.connections == 2, 5, what="a second connection")
+        assert app.status.state is ConnState.CONNECTED
+
+
+async def test_q_quits(app_on_bridge: BbbApp) -> None:
+    """q quits the app."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await pilot.press("q")
+    assert app.return_code == 0
