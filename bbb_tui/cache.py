@@ -16,6 +16,17 @@ from dataclasses import dataclass, field
 
 from bridge.protocol import Event, EventType, QueryKey, invalidated_keys
 
+# Section 3 as a per-type plan, derived once from the protocol table: the fixed keys,
+# and the name of the per-id key (``("jobs/single", id)``) if the type has one.
+_PROBE = "\0id"
+_PLAN: dict[EventType, tuple[tuple[QueryKey, ...], str | None]] = {
+    t: (
+        tuple(k for k in invalidated_keys(t, _PROBE) if _PROBE not in k),
+        next((k[0] for k in invalidated_keys(t, _PROBE) if _PROBE in k), None),
+    )
+    for t in EventType
+}
+
 #: The list queries a dashboard keeps mounted; per-id keys are added as events name them.
 BASE_KEYS: tuple[QueryKey, ...] = (
     ("jobs/table",),
@@ -24,12 +35,6 @@ BASE_KEYS: tuple[QueryKey, ...] = (
     ("queues/stats",),
 )
 
-_JOB_TYPES = frozenset({EventType.JOB_REFRESH, EventType.SINGLE_JOB_REFRESH, EventType.LOG_REFRESH})
-_LOG_TYPES = frozenset({EventType.LOG_REFRESH, EventType.JOB_LOG_REFRESH})
-_QUEUE_TYPES = frozenset({EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH})
-_SCHEDULER_TYPES = frozenset(
-    {EventType.JOB_SCHEDULER_REFRESH, EventType.SINGLE_JOB_SCHEDULER_REFRESH}
-)
 GENERIC_ID = "1"  # "something changed", not an id
 
 
@@ -71,19 +76,25 @@ class Backend:
     _MAX_IDS = 1000  # ids kept in the counters; beyond, the oldest are forgotten
 
     def apply(self, event: Event) -> None:
+        """Record what one event says happened (called per message: kept branch-cheap)."""
         t, ident = event.type, event.id
-        specific = ident not in ("", GENERIC_ID)
-        if t in _JOB_TYPES:
+        specific = ident != GENERIC_ID and ident != ""
+        if t is EventType.SINGLE_JOB_REFRESH or t is EventType.JOB_REFRESH:
             self.job_events += 1
-            if specific and t is not EventType.LOG_REFRESH and ident not in self.recent_jobs:
-                self.recent_jobs.append(ident)
-        if t in _LOG_TYPES and specific:
-            _bump(self.log_lines, ident, self._MAX_IDS)
-        if t is EventType.SINGLE_JOB_REFRESH and specific:
-            _bump(self.job_refreshes, ident, self._MAX_IDS)
-        if t in _QUEUE_TYPES and specific:
-            _bump(self.queue_events, ident, self._MAX_IDS)
-        if t in _SCHEDULER_TYPES:
+            if specific:
+                if ident not in self.recent_jobs:
+                    self.recent_jobs.append(ident)
+                if t is EventType.SINGLE_JOB_REFRESH:
+                    _bump(self.job_refreshes, ident, self._MAX_IDS)
+        elif t is EventType.LOG_REFRESH or t is EventType.JOB_LOG_REFRESH:
+            if t is EventType.LOG_REFRESH:
+                self.job_events += 1
+            if specific:
+                _bump(self.log_lines, ident, self._MAX_IDS)
+        elif t is EventType.QUEUE_REFRESH or t is EventType.SINGLE_QUEUE_REFRESH:
+            if specific:
+                _bump(self.queue_events, ident, self._MAX_IDS)
+        else:
             self.scheduler_events += 1
 
     def answer(self, key: QueryKey) -> str:
@@ -140,9 +151,12 @@ class QueryCache:
         self.backend.apply(event)
         # The section 3 keys are whole keys, and no key in use extends another, so an
         # exact lookup gives the same result as a prefix match here, in O(1) per event.
-        for key in invalidated_keys(event.type, event.id):
-            query = self.queries.get(key) or self._add(key)
-            self._invalidate_one(query, now)
+        fixed, per_id = _PLAN[event.type]
+        for key in fixed:
+            self._invalidate_one(self.queries[key], now)
+        if per_id is not None:
+            key = (per_id, event.id)
+            self._invalidate_one(self.queries.get(key) or self._add(key), now)
 
     def invalidate(self, prefix: QueryKey, now: float) -> int:
         """Invalidate every query whose key starts with ``prefix``; return how many."""

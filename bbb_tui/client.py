@@ -1,4 +1,4 @@
-"""The WebSocket client and its reconnect policy (no Textual here).
+"""The bridge connection and its reconnect policy (no Textual here).
 
 websockets' own reconnecting iterator is not used because the UI must show the
 attempt number and a countdown, and ``r`` must cut the wait short; the policy is the
@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
+from bbb_tui.wire import WireConnection, open_connection
 from bridge.backoff import Backoff
 
 #: Frames larger than this close the connection (1009); the bridge sends far smaller ones.
@@ -47,7 +47,7 @@ class ConnStatus:
 class BridgeClient:
     """Connect to the bridge, hand each frame to ``on_frame``, and reconnect forever.
 
-    ``on_frame`` and ``on_status`` are plain calls made from the reader task: keep them
+    ``on_frame`` and ``on_status`` are plain calls made from the event loop: keep them
     cheap (append to a buffer); widgets are updated elsewhere, on a clock.
     """
 
@@ -70,7 +70,7 @@ class BridgeClient:
         self._open_timeout = open_timeout
         self._clock = clock
         self._wake = asyncio.Event()
-        self._ws: ClientConnection | None = None
+        self._connection: WireConnection | None = None
         self.status = ConnStatus(ConnState.CONNECTING, url)
 
     def _set(self, **changes: object) -> None:
@@ -80,9 +80,8 @@ class BridgeClient:
     def reconnect_now(self) -> None:
         """Drop the current connection, or cut the wait short, and connect again at once."""
         self._wake.set()
-        if self._ws is not None:
-            task = asyncio.ensure_future(self._ws.close(1000, "reconnect requested"))
-            task.add_done_callback(lambda t: t.exception())
+        if self._connection is not None:
+            self._connection.close(1000, "reconnect requested")
 
     async def run(self) -> None:
         """Connect, read and reconnect until cancelled, or until the URL proves unusable."""
@@ -110,39 +109,35 @@ class BridgeClient:
         """One connection's life; return why it ended (None: the user asked to reconnect)."""
         self._wake.clear()
         try:
-            async with connect(self.url, open_timeout=self._open_timeout, max_size=MAX_FRAME) as ws:
-                self._ws = ws
-                connected_at = self._clock()
-                self._set(
-                    state=ConnState.CONNECTED,
-                    connected_at=connected_at,
-                    retry_at=None,
-                    error=None,
-                    connections=self.status.connections + 1,
-                )
-                try:
-                    async for frame in ws:
-                        self._on_frame(frame)
-                finally:
-                    self._ws = None
-                    if self._clock() - connected_at >= self._stable_after:
-                        self._backoff.reset()
-            if self._wake.is_set():
-                self._backoff.reset()
-                self._set(state=ConnState.CONNECTING, attempt=1, connected_at=None)
-                return None
-            return _close_reason(ws)
-        except InvalidURI as exc:
+            connection = await open_connection(
+                self.url, self._on_frame, max_size=MAX_FRAME, open_timeout=self._open_timeout
+            )
+        except (InvalidURI, ValueError) as exc:
             self._set(state=ConnState.DISCONNECTED, error=f"invalid URL: {exc}")
             return str(exc)
         except (TimeoutError, OSError, WebSocketException) as exc:
             return _describe(exc)
-
-
-def _close_reason(ws: ClientConnection) -> str:
-    code = ws.close_code
-    reason = ws.close_reason
-    return f"closed by the bridge ({code}{': ' + reason if reason else ''})"
+        self._connection = connection
+        connected_at = self._clock()
+        self._set(
+            state=ConnState.CONNECTED,
+            connected_at=connected_at,
+            retry_at=None,
+            error=None,
+            connections=self.status.connections + 1,
+        )
+        try:
+            reason = await asyncio.shield(connection.closed)
+        finally:
+            self._connection = None
+            connection.abort()  # a no-op once closed; on cancellation, no leaked socket
+            if self._clock() - connected_at >= self._stable_after:
+                self._backoff.reset()
+        if self._wake.is_set():
+            self._backoff.reset()
+            self._set(state=ConnState.CONNECTING, attempt=1, connected_at=None)
+            return None
+        return reason
 
 
 def _describe(exc: BaseException) -> str:
@@ -150,5 +145,7 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -19,7 +19,7 @@ from bridge.protocol import Event, EventType, Greeting, Malformed, Unknown, pars
 INFO, UNKNOWN, MALFORMED = "info", "unknown", "malformed"
 #: Every kind of log line, in the order filters list them.
 KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INFO)
-_TYPE_WIDTH = max(len(k) for k in KINDS)
+_PADDED = {kind: kind.ljust(max(len(k) for k in KINDS)) for kind in KINDS}
 _MAX_VALUE = 120  # characters of one data value shown in the log
 # Control characters in hostile payloads must not break a log line.
 _CONTROL = {c: "\N{MIDDLE DOT}" for c in (*range(32), 127)}
@@ -133,11 +133,10 @@ class Monitor:
 
     def _append(self, kind: str, text: str) -> None:
         stamp = self._timestamp()
-        self.entries.append((kind, f"{stamp}  {kind:<{_TYPE_WIDTH}}  {text}"))
+        self.entries.append((kind, f"{stamp}  {_PADDED[kind]}  {text}"))
+        self._new += 1
         if self.paused:
             self.held += 1
-        else:
-            self._new += 1
 
     def _timestamp(self) -> str:
         wall = self._wallclock()
@@ -150,7 +149,13 @@ class Monitor:
     # -- read by the app on its clock ------------------------------------------
 
     def drain(self) -> list[str]:
-        """The lines to append to the log since the last drain (none while paused)."""
+        """The lines to append to the log since the last drain (none while paused).
+
+        On resume, the next drain returns what arrived while paused (as much as the
+        ring still holds), so resuming appends rather than rebuilding the log.
+        """
+        if self.paused:
+            return []
         new, self._new = min(self._new, len(self.entries)), 0
         if not new:
             return []

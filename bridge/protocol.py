@@ -164,6 +164,8 @@ class Malformed:
 
 Message = Event | Greeting | Unknown | Malformed
 
+_TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
+
 _MAX_RAW = 200  # characters of a malformed frame kept for display
 
 
@@ -183,9 +185,8 @@ def parse_frame(frame: str | bytes) -> Message:
         return Malformed("no object 'data'", text[:_MAX_RAW])
     if data.get("id") == GREETING_ID:
         return Greeting()
-    try:
-        event_type = EventType(kind)
-    except ValueError:
+    event_type = _TYPES.get(kind)
+    if event_type is None:
         return Unknown(kind, data)
     value = data.get(DATA_FIELD[event_type], data.get("id", ""))
     return Event(event_type, value if isinstance(value, str) else json.dumps(value), data)

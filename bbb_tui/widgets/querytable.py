@@ -1,14 +1,21 @@
-"""The simulated cache table: one keyed row per query, only changed cells redrawn."""
+"""The simulated cache table: fixed rows updated in place, only changed cells redrawn.
+
+The four list queries have a row each. Per-id queries (``jobs/single <id>``,
+``jobs/logs <id>``) come and go by the hundred in a burst, so they are shown in a
+fixed number of slots, most recently invalidated first: rows are never removed,
+which keeps DataTable's relayout off the hot path.
+"""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from bbb_tui.cache import Query, QueryCache, QueryStatus, key_label
+from bbb_tui.cache import BASE_KEYS, Query, QueryCache, QueryStatus, key_label
 from bbb_tui.monitor import clock_time
 
 STATUS_STYLES = {
@@ -16,74 +23,75 @@ STATUS_STYLES = {
     QueryStatus.STALE: "#e5c07b",
     QueryStatus.FETCHING: "bold #61afef",
 }
-#: Column names and fixed widths; ``data`` (None) grows with its content.
-COLUMN_WIDTHS: dict[str, int | None] = {
+#: Column names and fixed widths (fixed: no width recomputation as values change).
+COLUMN_WIDTHS: dict[str, int] = {
     "query key": 24,
     "status": 8,
     "invalidated": 11,
     "fetches": 7,
     "last fetch": 12,
     "took": 6,
-    "data": None,
+    "data": 60,
 }
 COLUMNS = tuple(COLUMN_WIDTHS)
+Cells = tuple[str | Text, ...]
 
 
 class QueryTable(DataTable[str | Text]):
-    """Rows keyed by query key; :meth:`sync` applies what the cache says changed."""
+    """Rows keyed by base query key or per-id slot; :meth:`sync` applies what changed."""
 
     def __init__(
         self,
         *,
+        id_slots: int = 12,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.id_slots = id_slots
         self._clock = clock
         self._wallclock = wallclock
-        self._cells: dict[str, tuple[str | Text, ...]] = {}
+        self._cells: dict[str, Cells] = {}  # row key -> what it shows
 
     def on_mount(self) -> None:
         for name, width in COLUMN_WIDTHS.items():
             self.add_column(name, width=width, key=name)
 
     def sync(self, cache: QueryCache) -> None:
-        """Add new rows, drop evicted ones, and update the cells that changed."""
-        for key in cache.removed:
-            label = key_label(key)
-            if label in self._cells:
-                self.remove_row(label)
-                del self._cells[label]
+        """Show the base queries that changed, and the most recent per-id queries in the slots."""
+        changed = cache.changed
+        if not changed and not cache.removed:
+            return
+        for key in BASE_KEYS:
+            if key in changed:
+                self._show(key_label(key), cache.queries[key])
+        if any(len(key) > 1 for key in changed) or cache.removed:
+            recent = itertools.takewhile(lambda q: len(q.key) > 1, reversed(cache.queries.values()))
+            for slot, query in enumerate(itertools.islice(recent, self.id_slots)):
+                self._show(f"slot-{slot}", query)
+        changed.clear()
         cache.removed.clear()
-        if cache.changed:
-            # In cache order, so new rows appear base keys first, then per-id keys by age.
-            for query in [q for k, q in cache.queries.items() if k in cache.changed]:
-                self._show(query)
-            cache.changed.clear()
 
-    def _show(self, query: Query) -> None:
-        label = key_label(query.key)
+    def _show(self, row: str, query: Query) -> None:
         cells = self._row(query)
-        old = self._cells.get(label)
+        old = self._cells.get(row)
         if old is None:
-            self.add_row(*cells, key=label)
-        else:
+            self.add_row(*cells, key=row)
+        elif old != cells:
             for column, new, before in zip(COLUMNS, cells, old, strict=True):
                 if new != before:
-                    self.update_cell(label, column, new, update_width=column == "data")
-        self._cells[label] = cells
+                    self.update_cell(row, column, new)
+        self._cells[row] = cells
 
-    def _row(self, query: Query) -> tuple[str | Text, ...]:
+    def _row(self, query: Query) -> Cells:
         last = "-"
         if query.last_fetched is not None:
-            wall = self._wallclock() - (self._clock() - query.last_fetched)
-            last = clock_time(wall)
+            last = clock_time(self._wallclock() - (self._clock() - query.last_fetched))
         took = "-" if query.last_duration is None else f"{query.last_duration * 1000:.0f}ms"
-        status = Text(query.status.value, style=STATUS_STYLES[query.status])
         return (
             key_label(query.key),
-            status,
+            Text(query.status.value, style=STATUS_STYLES[query.status]),
             str(query.invalidations),
             str(query.fetches),
             last,

@@ -1,0 +1,198 @@
+"""A lean WebSocket client transport: websockets' sans-I/O ``ClientProtocol`` under asyncio.
+
+Why not ``websockets.asyncio.client``: its ``recv()`` wakes a coroutine per message,
+about 16 us each on our machines, most of the TUI's budget at 20,000 messages/s.
+Here the library's own protocol core parses the bytes (handshake, framing, UTF-8,
+ping/pong, close, size limit), and every frame of one TCP read is handed to
+``on_frame`` in a plain loop, with no task switch per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+#: With nothing received for this long, ping; with nothing for twice as long, give up.
+IDLE_PING = 20.0
+CLOSE_TIMEOUT = 2.0
+
+
+class HandshakeFailed(ConnectionError):
+    """The server did not accept the WebSocket upgrade (the message says how)."""
+
+
+class WireConnection(asyncio.Protocol):
+    """One client connection; frames go to ``on_frame`` as they are parsed.
+
+    ``opened`` resolves when the handshake succeeds (or raises why it failed);
+    ``closed`` resolves with a one-line reason when the TCP connection is gone.
+    """
+
+    def __init__(self, url: str, on_frame: Callable[[str | bytes], None], *, max_size: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.protocol = ClientProtocol(parse_uri(url), max_size=max_size)
+        self._on_frame = on_frame
+        self._transport: asyncio.Transport | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._last_data = loop.time()
+        self._keepalive: asyncio.TimerHandle | None = None
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[str] = loop.create_future()
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_data = asyncio.get_running_loop().time()
+        self.protocol.receive_data(data)
+        events = self.protocol.events_received()
+        self._flush()  # pongs and close replies first
+        for event in events:
+            if isinstance(event, Frame):
+                self._on_data_frame(event)
+            elif isinstance(event, Response):
+                self._on_handshake()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        reason = self._close_reason(exc)
+        if not self.opened.done():
+            self.opened.set_exception(self._handshake_error() or ConnectionError(reason))
+            self.opened.exception()  # retrieved: whoever waited may have timed out already
+        if not self.closed.done():
+            self.closed.set_result(reason)
+
+    # -- control ------------------------------------------------------------------
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the TCP connection is dropped if it stalls."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+        if self._transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._transport.abort)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _on_data_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                data = bytes(frame.data)
+                self._on_frame(data.decode(errors="replace") if opcode is Opcode.TEXT else data)
+            else:
+                self._fragment_text = opcode is Opcode.TEXT
+                self._fragments = [bytes(frame.data)]
+        elif opcode is Opcode.CONT and self._fragments:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._on_frame(data.decode(errors="replace") if self._fragment_text else data)
+
+    def _on_handshake(self) -> None:
+        error = self._handshake_error()
+        if self.opened.done():
+            return
+        if error is not None:
+            self.opened.set_exception(error)
+        else:
+            self.opened.set_result(None)
+            self._schedule_keepalive()
+
+    def _handshake_error(self) -> Exception | None:
+        exc = self.protocol.handshake_exc
+        if exc is None:
+            return None
+        if isinstance(exc, InvalidStatus):
+            status = exc.response.status_code
+            return HandshakeFailed(f"bridge refused the connection: HTTP {status}")
+        if isinstance(exc, InvalidHandshake):
+            return HandshakeFailed(f"not a WebSocket server: {exc}")
+        return HandshakeFailed(str(exc))
+
+    def _flush(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+        if self.protocol.close_expected():
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+
+    def _schedule_keepalive(self) -> None:
+        self._keepalive = asyncio.get_running_loop().call_later(IDLE_PING, self._check_alive)
+
+    def _check_alive(self) -> None:
+        idle = asyncio.get_running_loop().time() - self._last_data
+        if idle >= 2 * IDLE_PING:
+            self.abort()  # no data, not even a pong: the peer is gone
+            return
+        if idle >= IDLE_PING and self.protocol.state is State.OPEN:
+            self.protocol.send_ping(b"bbb")
+            self._flush()
+        self._schedule_keepalive()
+
+    def _close_reason(self, exc: Exception | None) -> str:
+        code = self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+        if code is not None:
+            why = self.protocol.close_rcvd.reason if self.protocol.close_rcvd else ""
+            return f"closed by the bridge ({code}{': ' + why if why else ''})"
+        if exc is not None:
+            return str(exc) or type(exc).__name__
+        return "connection closed"
+
+
+async def open_connection(
+    url: str,
+    on_frame: Callable[[str | bytes], None],
+    *,
+    max_size: int,
+    open_timeout: float,
+) -> WireConnection:
+    """Connect and complete the handshake; raise OSError/TimeoutError/HandshakeFailed."""
+    uri = parse_uri(url)
+    loop = asyncio.get_running_loop()
+    context = ssl.create_default_context() if uri.secure else None
+    async with asyncio.timeout(open_timeout):
+        transport, connection = await loop.create_connection(
+            lambda: WireConnection(url, on_frame, max_size=max_size),
+            uri.host,
+            uri.port,
+            ssl=context,
+            server_hostname=uri.host if context else None,
+        )
+        try:
+            await connection.opened
+        except BaseException:
+            transport.abort()
+            raise
+    return connection
