@@ -89,7 +89,7 @@ class BbbApp(App[None]):
         )
         self.publisher = Publisher(self.settings.redis_url, self.settings.prefix)
         self.client = BridgeClient(
-            self.settings.url, self.monitor.feed, self.on_status, clock=clock
+            self.settings.url, self.monitor.feed_many, self.on_status, clock=clock
         )
         self.status = self.client.status
         self._status_text = ""

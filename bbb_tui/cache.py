@@ -119,8 +119,10 @@ class Backend:
 
 def _bump(counter: Counter[str], key: str, limit: int) -> None:
     counter[key] += 1
-    if len(counter) > limit:
-        del counter[next(iter(counter))]
+    if len(counter) > 2 * limit:  # amortised: forget the oldest half at once
+        kept = list(counter.items())[-limit:]
+        counter.clear()
+        counter.update(dict(kept))
 
 
 class QueryCache:
@@ -134,17 +136,22 @@ class QueryCache:
         self.latency = latency
         self.max_id_keys = max_id_keys
         self.backend = Backend()
-        self.queries: OrderedDict[QueryKey, Query] = OrderedDict()
+        self.base: dict[QueryKey, Query] = {key: Query(key) for key in BASE_KEYS}
+        # Per-id queries, least recently invalidated first (an LRU: O(1) to bump or evict).
+        self.per_id: OrderedDict[QueryKey, Query] = OrderedDict()
         self._fetching: set[QueryKey] = set()
         self.changed: set[QueryKey] = set()  # keys to redraw; the caller clears it
         self.removed: set[QueryKey] = set()  # keys evicted; the caller clears it
-        for key in BASE_KEYS:
-            self.queries[key] = Query(key)
+
+    @property
+    def queries(self) -> dict[QueryKey, Query]:
+        """Every query in use: the base ones, then per-id ones from least recently used."""
+        return {**self.base, **self.per_id}
 
     def mount(self, now: float) -> None:
         """Initial load: fetch every query, as a freshly mounted page does."""
-        for key in self.queries:
-            self._start_fetch(self.queries[key], now)
+        for query in self.base.values():
+            self._start_fetch(query, now)
 
     def handle(self, event: Event, now: float) -> None:
         """Apply one event: update the backend, then invalidate the keys the web client would."""
@@ -153,10 +160,15 @@ class QueryCache:
         # exact lookup gives the same result as a prefix match here, in O(1) per event.
         fixed, per_id = _PLAN[event.type]
         for key in fixed:
-            self._invalidate_one(self.queries[key], now)
+            self._invalidate_one(self.base[key], now)
         if per_id is not None:
             key = (per_id, event.id)
-            self._invalidate_one(self.queries.get(key) or self._add(key), now)
+            query = self.per_id.get(key)
+            if query is None:
+                query = self._add(key)
+            else:
+                self.per_id.move_to_end(key)
+            self._invalidate_one(query, now)
 
     def invalidate(self, prefix: QueryKey, now: float) -> int:
         """Invalidate every query whose key starts with ``prefix``; return how many."""
@@ -166,23 +178,17 @@ class QueryCache:
             self._invalidate_one(query, now)
         return len(matched)
 
-    def _invalidate_one(self, query: Query, now: float) -> None:
-        query.invalidations += 1
-        if query.status is QueryStatus.FETCHING:
-            query.cancelled += 1  # React Query's cancelRefetch: the newer fetch wins
-        self._start_fetch(query, now)
-        if len(query.key) > 1:
-            self.queries.move_to_end(query.key)  # most recently used per-id key last
-
     def invalidate_all(self, now: float) -> int:
         """After a reconnect or a resync: events may have been missed, so refetch everything."""
         return self.invalidate((), now)
 
     def tick(self, now: float) -> None:
         """Complete the fetches whose simulated latency has elapsed by ``now``."""
+        if not self._fetching:
+            return
         for key in [k for k in self._fetching if self._due(k, now)]:
-            query = self.queries[key]
-            assert query.fetch_started is not None
+            query = self._get(key)
+            assert query is not None and query.fetch_started is not None
             done = query.fetch_started + self.latency
             query.status = QueryStatus.FRESH
             query.fetches += 1
@@ -193,9 +199,22 @@ class QueryCache:
             self._fetching.discard(key)
             self.changed.add(key)
 
+    def _get(self, key: QueryKey) -> Query | None:
+        return self.base.get(key) or self.per_id.get(key)
+
     def _due(self, key: QueryKey, now: float) -> bool:
-        started = self.queries[key].fetch_started
-        return started is not None and now >= started + self.latency
+        query = self._get(key)
+        return (
+            query is not None
+            and query.fetch_started is not None
+            and (now >= query.fetch_started + self.latency)
+        )
+
+    def _invalidate_one(self, query: Query, now: float) -> None:
+        query.invalidations += 1
+        if query.status is QueryStatus.FETCHING:
+            query.cancelled += 1  # React Query's cancelRefetch: the newer fetch wins
+        self._start_fetch(query, now)
 
     def _start_fetch(self, query: Query, now: float) -> None:
         query.status = QueryStatus.FETCHING
@@ -204,12 +223,10 @@ class QueryCache:
         self.changed.add(query.key)
 
     def _add(self, key: QueryKey) -> Query:
-        query = self.queries[key] = Query(key)
+        query = self.per_id[key] = Query(key)
         self.removed.discard(key)
-        if len(self.queries) - len(BASE_KEYS) > self.max_id_keys:
-            # Base keys stay first; per-id keys follow, least recently invalidated first.
-            oldest = next(k for k in self.queries if len(k) > 1)
-            del self.queries[oldest]
+        if len(self.per_id) > self.max_id_keys:
+            oldest, _ = self.per_id.popitem(last=False)
             self._fetching.discard(oldest)
             self.changed.discard(oldest)
             self.removed.add(oldest)

@@ -45,16 +45,16 @@ class ConnStatus:
 
 
 class BridgeClient:
-    """Connect to the bridge, hand each frame to ``on_frame``, and reconnect forever.
+    """Connect to the bridge, hand the messages of each read to ``on_frames``, reconnect forever.
 
-    ``on_frame`` and ``on_status`` are plain calls made from the event loop: keep them
+    ``on_frames`` and ``on_status`` are plain calls made from the event loop: keep them
     cheap (append to a buffer); widgets are updated elsewhere, on a clock.
     """
 
     def __init__(
         self,
         url: str,
-        on_frame: Callable[[str | bytes], None],
+        on_frames: Callable[[list[str | bytes]], None],
         on_status: Callable[[ConnStatus], None],
         *,
         backoff: Backoff | None = None,
@@ -63,7 +63,7 @@ class BridgeClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        self._on_frame = on_frame
+        self._on_frames = on_frames
         self._on_status = on_status
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._stable_after = stable_after
@@ -110,7 +110,7 @@ class BridgeClient:
         self._wake.clear()
         try:
             connection = await open_connection(
-                self.url, self._on_frame, max_size=MAX_FRAME, open_timeout=self._open_timeout
+                self.url, self._on_frames, max_size=MAX_FRAME, open_timeout=self._open_timeout
             )
         except (InvalidURI, ValueError) as exc:
             self._set(state=ConnState.DISCONNECTED, error=f"invalid URL: {exc}")

@@ -111,7 +111,23 @@ def test_parse_frame_classifies_malformed_frames(frame: str, reason: str) -> Non
 
 def test_parse_frame_keeps_unknown_types() -> None:
     """A new type (an extension) is recognised as unknown, not as an error."""
-    assert parse_frame('{"type": "session", "data": {"seq": 3}}') == Unknown("session", {"seq": 3})
+    parsed = parse_frame('{"type": "session", "data": {"seq": 3}}')
+    assert isinstance(parsed, Unknown)
+    assert parsed == Unknown("session", {"seq": 3})
+
+
+@given(
+    st.sampled_from([t.value for t in EventType] + ["job-refreshx", "other"]),
+    st.sampled_from(["jobId", "queueName", "schedulerKey", "id"]),
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "}", ',"seq":1']),
+)
+def test_fast_path_agrees_with_json_parsing(kind: str, name: str, value: str, tail: str) -> None:
+    """The fast path for the bridge's own frame shape gives what full JSON parsing gives."""
+    text = f'{{"type":"{kind}","data":{{"{name}":"{value}"}}{tail}}}'
+    fast = parse_frame(text)
+    slow = protocol._parse_json(text)
+    assert (type(fast), fast) == (type(slow), slow)
 
 
 def test_parse_frame_reads_generic_id_when_the_field_is_missing() -> None:

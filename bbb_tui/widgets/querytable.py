@@ -65,10 +65,10 @@ class QueryTable(DataTable[str | Text]):
             return
         for key in BASE_KEYS:
             if key in changed:
-                self._show(key_label(key), cache.queries[key])
+                self._show(key_label(key), cache.base[key])
         if any(len(key) > 1 for key in changed) or cache.removed:
-            recent = itertools.takewhile(lambda q: len(q.key) > 1, reversed(cache.queries.values()))
-            for slot, query in enumerate(itertools.islice(recent, self.id_slots)):
+            recent = itertools.islice(reversed(cache.per_id.values()), self.id_slots)
+            for slot, query in enumerate(recent):
                 self._show(f"slot-{slot}", query)
         changed.clear()
         cache.removed.clear()

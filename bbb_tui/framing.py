@@ -1,0 +1,54 @@
+"""Cut server-to-client WebSocket frames off a byte buffer (pure; RFC 6455 section 5.2).
+
+The common frame, a final unmasked text frame, is returned as its payload. Every
+other frame (ping, close, binary, fragments, 64-bit lengths, anything odd or
+oversized) is returned whole, for websockets' protocol object to handle: it keeps the
+connection state, answers pings and closes, and fails the connection properly on a
+protocol error. This split exists for speed: parsing each frame through the
+library's generators costs ~9 us on our machines, this ~1 us.
+"""
+
+from __future__ import annotations
+
+FAST_HEAD = 0x81  # FIN + text opcode, no RSV bits
+
+
+def split_frames(buffer: bytes, max_size: int) -> tuple[list[tuple[bool, bytes]], int]:
+    """Return the complete frames at the front of ``buffer`` and how many bytes they use.
+
+    Each item is ``(True, payload)`` for a final unmasked text frame of at most
+    ``max_size`` bytes, else ``(False, whole_frame_bytes)``. An incomplete frame at
+    the end is left in the buffer (not counted in the bytes used).
+    """
+    frames: list[tuple[bool, bytes]] = []
+    pos, end = 0, len(buffer)
+    while end - pos >= 2:
+        head, second = buffer[pos], buffer[pos + 1]
+        length = second & 0x7F
+        start = pos + 2
+        if length == 126:
+            if end - start < 2:
+                break
+            length = int.from_bytes(buffer[start : start + 2], "big")
+            start += 2
+        elif length == 127:
+            if end - start < 8:
+                break
+            length = int.from_bytes(buffer[start : start + 8], "big")
+            start += 8
+        if second & 0x80:
+            start += 4  # a masking key: servers must not mask; the protocol will say so
+        if length > max_size:
+            # Hand the header on at once: the protocol fails the connection (1009)
+            # without our buffering an oversized payload first.
+            frames.append((False, buffer[pos:]))
+            return frames, end
+        stop = start + length
+        if stop > end:
+            break
+        if head == FAST_HEAD and not second & 0x80:
+            frames.append((True, buffer[start:stop]))
+        else:
+            frames.append((False, buffer[pos:stop]))
+        pos = stop
+    return frames, pos
