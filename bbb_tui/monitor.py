@@ -141,7 +141,7 @@ class Monitor:
         for frame in frames:
             message = parse_frame(frame)
             if type(message) is Event:
-                kind = message.type.value
+                kind = message.type  # a StrEnum: hashes and compares as its str value
                 by_type[kind] += 1
                 append((kind, f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}"))
                 handle(message, now)
