@@ -146,12 +146,16 @@ class BbbApp(App[None]):
 
     # -- the clock: everything reaches the widgets here ----------------------------
 
-    def flush(self) -> None:
-        """Write new log lines in one batch, changed cache cells, and the status line."""
+    def flush(self, *, force: bool = False) -> None:
+        """Write new log lines in one batch, changed cache cells, and the status line.
+
+        The table waits for TABLE_INTERVAL between redraws unless ``force`` is set.
+        """
         now = self._clock()
         self.cache.tick(now)
         self.event_log.append(self.monitor.drain())
-        if (self.cache.changed or self.cache.removed) and now - self._table_at >= TABLE_INTERVAL:
+        due = force or now - self._table_at >= TABLE_INTERVAL
+        if (self.cache.changed or self.cache.removed) and due:
             self._table_at = now
             with self.batch_update():
                 self.table.sync(self.cache)
@@ -209,7 +213,7 @@ class BbbApp(App[None]):
     def action_toggle_pause(self) -> None:
         self.monitor.set_paused(not self.monitor.paused)
         self._update_log_title()
-        self.flush()  # on resume, the held lines appear now, not on the next tick
+        self.flush(force=True)  # on resume, the held lines appear now, not on the next tick
 
     def action_clear(self) -> None:
         self.monitor.clear()

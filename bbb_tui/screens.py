@@ -41,6 +41,7 @@ class HelpScreen(ModalScreen[None]):
         for keys, description in rows:
             keys_text.append(f"{keys:>{width}}  ", style="bold #61afef")
             keys_text.append(f"{description}\n")
+        keys_text.rstrip()
         with Vertical(id="help-box"):
             yield Static(Text(ABOUT, style="dim"), id="help-about")
             yield Static(keys_text, id="help-keys")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -12,6 +14,10 @@ from bridge.protocol import EventType, channel_name
 from bridge.server import Bridge
 
 SUBSCRIBE_TIMEOUT = 10.0
+
+# Times on screen are local times: pin the zone so snapshots match on every machine.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture(scope="session")

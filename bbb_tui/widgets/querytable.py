@@ -25,13 +25,13 @@ STATUS_STYLES = {
 }
 #: Column names and fixed widths (fixed: no width recomputation as values change).
 COLUMN_WIDTHS: dict[str, int] = {
-    "query key": 24,
+    "query key": 22,
     "status": 8,
     "invalidated": 11,
     "fetches": 7,
     "last fetch": 12,
-    "took": 6,
-    "data": 60,
+    "took": 5,
+    "data": 36,  # the row fits 120 columns; narrower terminals scroll sideways
 }
 COLUMNS = tuple(COLUMN_WIDTHS)
 Cells = tuple[str | Text, ...]
@@ -48,7 +48,7 @@ class QueryTable(DataTable[str | Text]):
         wallclock: Callable[[], float] = time.time,
         id: str | None = None,
     ) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
         self.id_slots = id_slots
         self._clock = clock
         self._wallclock = wallclock

@@ -1,0 +1,64 @@
+"""Snapshot tests of the screens, deterministic: fixed clocks, scripted traffic, no network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.pilot import Pilot
+
+from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.client import ConnState, ConnStatus
+from bridge.protocol import GREETING, EventType, encode_event
+
+NOW = 1000.0  # the monotonic clock, frozen
+WALL = 1_795_000_000.0  # the wall clock, frozen (times shown in the log and table)
+URL = "ws://localhost:8081"
+
+
+def scripted_app() -> BbbApp:
+    """An app fed with a realistic mix of traffic, every clock frozen."""
+    app = BbbApp(TuiSettings(url=URL), connect=False, clock=lambda: NOW, wallclock=lambda: WALL)
+    return app
+
+
+async def play_traffic(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, BbbApp)
+    app.on_status(ConnStatus(ConnState.CONNECTED, URL, connected_at=NOW - 83, connections=1))
+    frames = [GREETING.decode()]
+    frames.append(encode_event(EventType.JOB_REFRESH, "1").decode())
+    for i in range(1, 6):
+        frames.append(encode_event(EventType.SINGLE_JOB_REFRESH, f"job-{i}").decode())
+    frames += [
+        encode_event(EventType.QUEUE_REFRESH, "emails").decode(),
+        encode_event(EventType.SINGLE_QUEUE_REFRESH, "payments").decode(),
+        encode_event(EventType.JOB_SCHEDULER_REFRESH, "nightly-report").decode(),
+        encode_event(EventType.JOB_LOG_REFRESH, "job-3").decode(),
+        encode_event(EventType.LOG_REFRESH, "job-3").decode(),
+        '{"type": "session", "data": {"epoch": "e1", "seq": 12}}',
+        "not json at all",
+    ]
+    app.monitor.feed_many(frames)
+    app.cache.tick(NOW + 1)  # every fetch done
+    app.flush(force=True)
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare: Any) -> None:
+    """The main screen at 120x40: connection, counters, cache table, coloured log."""
+    assert snap_compare(scripted_app(), terminal_size=(120, 40), run_before=play_traffic)
+
+
+def test_main_screen_small_terminal(snap_compare: Any) -> None:
+    """The main screen still reads at 80x24."""
+    assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=play_traffic)
+
+
+def test_help_screen(snap_compare: Any) -> None:
+    """? shows every key."""
+
+    async def open_help(pilot: Pilot[Any]) -> None:
+        await play_traffic(pilot)
+        await pilot.press("question_mark")
+
+    assert snap_compare(scripted_app(), terminal_size=(120, 40), run_before=open_help)
