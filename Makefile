@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo tui test lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-run  ## run the bridge on an embedded Redis (if none is configured)
 	$(BIN)/bbb-bridge serve --embedded-redis
 
+tui: $(VENV)/.installed-run  ## the terminal monitor, on ws://localhost:8081 (run `make demo` first)
+	$(BIN)/bbb-tui
+
 test: $(VENV)/.installed-dev  ## the whole suite, against a private redis-server
 	$(BIN)/python -m pytest
 
@@ -28,6 +31,14 @@ lint: $(VENV)/.installed-dev  ## ruff and strict mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(VENV)/.installed-dev  ## benchmarks: scripts that print figures (not tests)
+	$(BIN)/python -m bench.tui_ingest --rate 5000 20000 --seconds 10
+
+# PNGs need rsvg-convert (Debian's librsvg2-bin), installed here when apt can.
+screenshots: $(VENV)/.installed-dev  ## SVG + PNG screenshots from a scripted session
+	command -v rsvg-convert >/dev/null || (apt-get install -y -qq librsvg2-bin || true)
+	$(BIN)/python -m scripts.screenshots --out screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

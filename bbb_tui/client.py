@@ -108,9 +108,26 @@ class BridgeClient:
     async def _connect_and_read(self) -> str | None:
         """One connection's life; return why it ended (None: the user asked to reconnect)."""
         self._wake.clear()
+        connected_at = 0.0
+
+        def opened() -> None:  # called as the handshake completes, before any frame
+            nonlocal connected_at
+            connected_at = self._clock()
+            self._set(
+                state=ConnState.CONNECTED,
+                connected_at=connected_at,
+                retry_at=None,
+                error=None,
+                connections=self.status.connections + 1,
+            )
+
         try:
             connection = await open_connection(
-                self.url, self._on_frames, max_size=MAX_FRAME, open_timeout=self._open_timeout
+                self.url,
+                self._on_frames,
+                max_size=MAX_FRAME,
+                open_timeout=self._open_timeout,
+                on_open=opened,
             )
         except (InvalidURI, ValueError) as exc:
             self._set(state=ConnState.DISCONNECTED, error=f"invalid URL: {exc}")
@@ -118,14 +135,6 @@ class BridgeClient:
         except (TimeoutError, OSError, WebSocketException) as exc:
             return _describe(exc)
         self._connection = connection
-        connected_at = self._clock()
-        self._set(
-            state=ConnState.CONNECTED,
-            connected_at=connected_at,
-            retry_at=None,
-            error=None,
-            connections=self.status.connections + 1,
-        )
         try:
             reason = await asyncio.shield(connection.closed)
         finally:

@@ -43,11 +43,17 @@ class WireConnection(asyncio.Protocol):
     """
 
     def __init__(
-        self, url: str, on_frames: Callable[[list[str | bytes]], None], *, max_size: int
+        self,
+        url: str,
+        on_frames: Callable[[list[str | bytes]], None],
+        *,
+        max_size: int,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.protocol = ClientProtocol(parse_uri(url), max_size=max_size)
         self._on_frames = on_frames
+        self._on_open = on_open
         self._transport: asyncio.Transport | None = None
         self._max_size = max_size
         self._pending = b""  # bytes of an incomplete frame
@@ -176,6 +182,8 @@ class WireConnection(asyncio.Protocol):
         else:
             self.opened.set_result(None)
             self._schedule_keepalive()
+            if self._on_open is not None:
+                self._on_open()  # before the frames that came in the same read
 
     def _handshake_error(self) -> Exception | None:
         exc = self.protocol.handshake_exc
@@ -229,6 +237,7 @@ async def open_connection(
     *,
     max_size: int,
     open_timeout: float,
+    on_open: Callable[[], None] | None = None,
 ) -> WireConnection:
     """Connect and complete the handshake; raise OSError/TimeoutError/HandshakeFailed."""
     uri = parse_uri(url)
@@ -236,7 +245,7 @@ async def open_connection(
     context = ssl.create_default_context() if uri.secure else None
     async with asyncio.timeout(open_timeout):
         transport, connection = await loop.create_connection(
-            lambda: WireConnection(url, on_frames, max_size=max_size),
+            lambda: WireConnection(url, on_frames, max_size=max_size, on_open=on_open),
             uri.host,
             uri.port,
             ssl=context,

@@ -53,10 +53,18 @@ class EventLog(Log):
         self.highlighter = KindHighlighter()
 
     def append(self, lines: list[str]) -> None:
-        """Write a batch and redraw (a full ``Log`` with max_lines does not redraw by itself)."""
+        """Write a batch and redraw (a full ``Log`` with max_lines does not redraw by itself).
+
+        Follows the end while the view is at the end. (Log's own auto-scroll decides
+        before its size is updated, so it stops following the first time the log
+        outgrows the screen.)
+        """
         if lines:
-            self.write_lines(lines)
+            following = self.scroll_offset.y >= self.max_scroll_y
+            self.write_lines(lines, scroll_end=False)
             self.refresh()
+            if following:
+                self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def replace(self, lines: list[str]) -> None:
         self.clear()

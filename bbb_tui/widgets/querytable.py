@@ -25,13 +25,13 @@ STATUS_STYLES = {
 }
 #: Column names and fixed widths (fixed: no width recomputation as values change).
 COLUMN_WIDTHS: dict[str, int] = {
-    "query key": 22,
+    "query key": 26,
     "status": 8,
     "invalidated": 11,
     "fetches": 7,
     "last fetch": 12,
     "took": 5,
-    "data": 36,  # the row fits 120 columns; narrower terminals scroll sideways
+    "data": 32,  # the row fits 120 columns; narrower terminals scroll sideways
 }
 COLUMNS = tuple(COLUMN_WIDTHS)
 Cells = tuple[str | Text, ...]
