@@ -49,6 +49,7 @@ class BbbApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "bbb-tui"
+    ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer needs the room
     BINDINGS = [
         # The description is the footer's word; the tooltip is the help screen's line.
         Binding("1", "fire(0)", "job", tooltip="publish job-refresh test-job-123 to Redis"),
@@ -56,11 +57,11 @@ class BbbApp(App[None]):
         Binding(
             "3",
             "fire(2)",
-            "scheduler",
+            "sched",
             tooltip="publish job-scheduler-refresh test-scheduler-key to Redis",
         ),
         Binding("4", "fire(3)", "log", tooltip="publish log-refresh test-job-456 to Redis"),
-        Binding("a", "fire_all", "all four", tooltip="publish all four test events"),
+        Binding("a", "fire_all", "all", tooltip="publish all four test events"),
         Binding("r", "reconnect", "reconnect", tooltip="reconnect to the bridge now"),
         Binding("p", "toggle_pause", "pause", tooltip="pause / resume the event log"),
         Binding("c", "clear", "clear", tooltip="clear the event log"),
@@ -109,7 +110,7 @@ class BbbApp(App[None]):
             yield self.sparkline
         yield self.table
         yield self.event_log
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.table.border_title = "query cache (simulated React Query)"

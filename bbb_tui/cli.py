@@ -10,7 +10,13 @@ from urllib.parse import urlsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bridge.cli import websocket_url_from_env
-from bridge.config import DEFAULT_REDIS_URL, ConfigError, check_redis_url, redis_url_from_env
+from bridge.config import (
+    DEFAULT_REDIS_URL,
+    ConfigError,
+    check_redis_url,
+    number_from_env,
+    redis_url_from_env,
+)
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL
 
 
@@ -42,14 +48,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--fetch-latency",
         type=float,
-        default=float(environ.get("BBB_FETCH_LATENCY", "0.15")),
+        default=number_from_env(float, environ, "BBB_FETCH_LATENCY", 0.15),
         metavar="SECONDS",
         help="simulated refetch time of each query [env: BBB_FETCH_LATENCY] (default: 0.15)",
     )
     parser.add_argument(
         "--log-lines",
         type=int,
-        default=int(environ.get("BBB_LOG_LINES", "2000")),
+        default=number_from_env(int, environ, "BBB_LOG_LINES", 2000),
         metavar="N",
         help="event log lines kept [env: BBB_LOG_LINES] (default: 2000)",
     )
@@ -80,7 +86,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         args = build_parser(env).parse_args(argv)
         settings = settings_from(args)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         print(f"bbb-tui: error: {exc}", file=sys.stderr)
         return 2
     BbbApp(settings).run()

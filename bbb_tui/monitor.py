@@ -27,7 +27,8 @@ from bridge.protocol import (
 INFO, UNKNOWN, MALFORMED = "info", "unknown", "malformed"
 #: Every kind of log line, in the order filters list them.
 KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INFO)
-_PADDED = {kind: kind.ljust(max(len(k) for k in KINDS)) for kind in KINDS}
+# Padded to the common kinds' width; the rare longest one just pushes its line along.
+_PADDED = {kind: kind.ljust(len("job-scheduler-refresh")) for kind in KINDS}
 _MAX_VALUE = 120  # characters of one data value shown in the log
 # Control characters in hostile payloads must not break a log line.
 _CONTROL = {c: "\N{MIDDLE DOT}" for c in (*range(32), 127)}

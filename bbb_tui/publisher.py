@@ -26,7 +26,11 @@ class Publisher:
         pipe = self._client.pipeline(transaction=False)
         for event_type, payload in events:
             pipe.publish(channel_name(self.prefix, event_type), payload)
-        return [int(n) for n in await pipe.execute()]
+        try:
+            return [int(n) for n in await pipe.execute()]
+        except BaseException:
+            await self.aclose()  # the next try starts afresh (and reports afresh)
+            raise
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -23,6 +23,7 @@ from bridge.config import (
     Settings,
     check_redis_url,
     env_flag,
+    number_from_env,
     redact,
     redis_url_from_env,
 )
@@ -41,16 +42,6 @@ def websocket_url_from_env(environ: Mapping[str, str]) -> str:
         if value := environ.get(name, "").strip():
             return value
     return DEFAULT_WEBSOCKET_URL
-
-
-def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
 def _positive(text: str) -> int:
@@ -107,14 +98,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     serve.add_argument(
         "--port",
         type=_positive,
-        default=_int_env(environ, "WEBSOCKET_PORT", 8081),
+        default=number_from_env(int, environ, "WEBSOCKET_PORT", 8081),
         help="WebSocket port, 0 for any free one [env: WEBSOCKET_PORT] (default: 8081)",
     )
     redis_options(serve)
     serve.add_argument(
         "--max-payload",
         type=_positive,
-        default=_int_env(environ, "BBB_MAX_PAYLOAD", DEFAULT_MAX_PAYLOAD),
+        default=number_from_env(int, environ, "BBB_MAX_PAYLOAD", DEFAULT_MAX_PAYLOAD),
         metavar="BYTES",
         help="drop (and log) Redis payloads larger than this [env: BBB_MAX_PAYLOAD] "
         f"(default: {DEFAULT_MAX_PAYLOAD})",
@@ -122,7 +113,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-client-frame",
         type=_positive,
-        default=_int_env(environ, "BBB_MAX_CLIENT_FRAME", DEFAULT_MAX_CLIENT_FRAME),
+        default=number_from_env(int, environ, "BBB_MAX_CLIENT_FRAME", DEFAULT_MAX_CLIENT_FRAME),
         metavar="BYTES",
         help="close clients that send larger frames, with 1009 [env: BBB_MAX_CLIENT_FRAME] "
         f"(default: {DEFAULT_MAX_CLIENT_FRAME})",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT
@@ -45,6 +46,21 @@ class Settings:
 def env_flag(value: str | None) -> bool:
     """Read ``"true"``/``"1"``/``"yes"``/``"on"`` (any case) as true."""
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+N = TypeVar("N", int, float)
+
+
+def number_from_env(kind: type[N], environ: Mapping[str, str], name: str, default: N) -> N:
+    """Read a number from the environment; a bad value is a one-line ConfigError."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
 def redis_url_from_env(environ: Mapping[str, str]) -> str | None:

@@ -30,7 +30,7 @@ def status_text(status: ConnStatus, monitor: Monitor, now: float) -> Text:
     if status.state is ConnState.CONNECTED and status.connected_at is not None:
         text.append(f"  up {duration(now - status.connected_at)}")
         if status.connections > 1:
-            text.append(f"  (reconnect {status.connections - 1})", style="dim")
+            text.append(f"  reconnects {status.connections - 1}", style="dim")
     elif status.state in (ConnState.CONNECTING, ConnState.RECONNECTING):
         text.append(f"  attempt {status.attempt}")
         if status.retry_at is not None:
@@ -39,6 +39,8 @@ def status_text(status: ConnStatus, monitor: Monitor, now: float) -> Text:
         text.append(f"  ({status.error})", style="dim")
     text.append("\n")
     text.append(f"{monitor.events:,} events", style="bold")
+    text.no_wrap = True  # one line each, cut with an ellipsis on narrow terminals
+    text.overflow = "ellipsis"
     text.append(f"  {monitor.rate.rate(now):,.0f}/s")
     problems = monitor.problems
     text.append(
