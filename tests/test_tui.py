@@ -275,3 +275,22 @@ async def test_q_quits(app_on_bridge: BbbApp) -> None:
         await connected(app)
         await pilot.press("q")
     assert app.return_code == 0
+
+
+def test_cli_rejects_a_wrong_url_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """bbb-tui with a URL that is not ws:// says so in one line and exits 2."""
+    from bbb_tui.cli import main
+
+    assert main(["--url", "http://localhost:8081"], environ={}) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bbb-tui: error: --url must be a ws:// or wss:// URL")
+    assert "Traceback" not in err
+
+
+def test_cli_reads_the_frontends_environment() -> None:
+    """The URL comes from BBB_WEBSOCKET_URL, else the frontend's variables; Redis from REDIS_*."""
+    from bbb_tui.cli import build_parser, settings_from
+
+    env = {"NEXT_PUBLIC_WEBSOCKET_URL": "ws://bridge:9000", "REDIS_HOST": "cache"}
+    settings = settings_from(build_parser(env).parse_args([]))
+    assert (settings.url, settings.redis_url) == ("ws://bridge:9000", "redis://cache:6379")
