@@ -25,7 +25,7 @@ from bridge.config import DEFAULT_REDIS_URL, redact
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
 
 #: Widgets are redrawn on this clock, never per message.
-FLUSH_INTERVAL = 0.05
+FLUSH_INTERVAL = 0.1
 #: The cache table is redrawn at most this often: a DataTable repaint costs far more than
 #: a log append, and fetch states a quarter of a second old are still current to a person.
 TABLE_INTERVAL = 0.25

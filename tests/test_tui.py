@@ -38,7 +38,7 @@ def log_text(app: BbbApp) -> str:
 
 
 def cell(app: BbbApp, key: str, column: str) -> str:
-    return str(app.query_one(QueryTable).get_cell(key, column))
+    return app.query_one(QueryTable).cells(key)[column]
 
 
 class RecordingApp(BbbApp):
