@@ -163,7 +163,7 @@ class BbbApp(App[None]):
         self.cache.tick(now)
         self.event_log.append(self.monitor.drain())
         due = force or now - self._table_at >= TABLE_INTERVAL
-        if (self.cache.changed or self.cache.removed) and due:
+        if self.cache.changed and due:
             self._table_at = now
             with self.batch_update():
                 self.table.sync(self.cache)

@@ -140,8 +140,8 @@ class QueryCache:
         # Per-id queries, least recently invalidated first (an LRU: O(1) to bump or evict).
         self.per_id: OrderedDict[QueryKey, Query] = OrderedDict()
         self._fetching: set[QueryKey] = set()
-        self.changed: set[QueryKey] = set()  # keys to redraw; the caller clears it
-        self.removed: set[QueryKey] = set()  # keys evicted; the caller clears it
+        # Keys to redraw; the caller clears it. It may name evicted keys: skip those.
+        self.changed: set[QueryKey] = set()
 
     @property
     def queries(self) -> dict[QueryKey, Query]:
@@ -187,8 +187,10 @@ class QueryCache:
         if not self._fetching:
             return
         for key in [k for k in self._fetching if self._due(k, now)]:
+            self._fetching.discard(key)
             query = self._get(key)
-            assert query is not None and query.fetch_started is not None
+            if query is None or query.fetch_started is None:
+                continue  # evicted while fetching
             done = query.fetch_started + self.latency
             query.status = QueryStatus.FRESH
             query.fetches += 1
@@ -196,7 +198,6 @@ class QueryCache:
             query.last_duration = done - query.fetch_started
             query.fetch_started = None
             query.data = self.backend.answer(key)
-            self._fetching.discard(key)
             self.changed.add(key)
 
     def _get(self, key: QueryKey) -> Query | None:
@@ -204,11 +205,9 @@ class QueryCache:
 
     def _due(self, key: QueryKey, now: float) -> bool:
         query = self._get(key)
-        return (
-            query is not None
-            and query.fetch_started is not None
-            and (now >= query.fetch_started + self.latency)
-        )
+        if query is None or query.fetch_started is None:
+            return True  # evicted: let tick() drop it
+        return now >= query.fetch_started + self.latency
 
     def _invalidate_one(self, query: Query, now: float) -> None:
         query.invalidations += 1
@@ -224,10 +223,6 @@ class QueryCache:
 
     def _add(self, key: QueryKey) -> Query:
         query = self.per_id[key] = Query(key)
-        self.removed.discard(key)
         if len(self.per_id) > self.max_id_keys:
-            oldest, _ = self.per_id.popitem(last=False)
-            self._fetching.discard(oldest)
-            self.changed.discard(oldest)
-            self.removed.add(oldest)
+            self.per_id.popitem(last=False)  # least recently invalidated; tick() forgets it
         return query

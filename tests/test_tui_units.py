@@ -70,7 +70,7 @@ def test_invalidate_all_refetches_every_query() -> None:
 
 
 def test_per_id_keys_are_bounded_least_recently_used_out() -> None:
-    """Past max_id_keys, the least recently invalidated per-id key is evicted and reported."""
+    """Past max_id_keys, the least recently invalidated per-id key is evicted."""
     cache = QueryCache(max_id_keys=3)
     for ident in ("a", "b", "c"):
         cache.handle(event(EventType.SINGLE_JOB_REFRESH, ident), now=0.0)
@@ -78,7 +78,6 @@ def test_per_id_keys_are_bounded_least_recently_used_out() -> None:
     cache.handle(event(EventType.SINGLE_JOB_REFRESH, "d"), now=0.0)
     per_id = {k[1] for k in cache.queries if len(k) > 1}
     assert per_id == {"a", "c", "d"}
-    assert cache.removed == {("jobs/single", "b")}
     assert len(cache.queries) == len(BASE_KEYS) + 3
 
 
@@ -159,3 +158,14 @@ def test_rate_meter_reports_the_last_complete_second() -> None:
     assert meter.rate(10.9) == 0.0  # second 10 is not complete yet
     assert meter.rate(11.0) == 30.0
     assert meter.history(13.5) == [0, 0, 30, 0, 0]
+
+
+def test_a_query_evicted_while_fetching_is_forgotten() -> None:
+    """tick() drops fetches of evicted queries instead of failing on them."""
+    cache = QueryCache(max_id_keys=1, latency=0.1)
+    cache.handle(event(EventType.SINGLE_JOB_REFRESH, "a"), now=0.0)
+    cache.handle(event(EventType.SINGLE_JOB_REFRESH, "b"), now=0.0)  # evicts a mid-fetch
+    cache.tick(1.0)
+    assert list(cache.per_id) == [("jobs/single", "b")]
+    assert cache.per_id[("jobs/single", "b")].status is QueryStatus.FRESH
+    assert not cache._fetching

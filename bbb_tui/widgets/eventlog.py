@@ -66,6 +66,15 @@ class EventLog(Log):
             if following:
                 self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        """Replace Log's thread worker, which measures every new line off the event loop.
+
+        That worker cost a thread per batch, and when the app quit while one was
+        pending it failed with NoActiveAppError, turning a clean quit under load into
+        a crash. This log never scrolls sideways (overflow-x: hidden), so the width of
+        the longest line is not needed: nothing to measure.
+        """
+
     def replace(self, lines: list[str]) -> None:
         self.clear()
         self.append(lines)

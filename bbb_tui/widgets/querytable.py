@@ -72,18 +72,17 @@ class QueryTable(Widget):
     def sync(self, cache: QueryCache) -> None:
         """Show the base queries that changed, and the most recent per-id queries in the slots."""
         changed = cache.changed
-        if not changed and not cache.removed:
+        if not changed:
             return
         dirty = False
         for key in BASE_KEYS:
             if key in changed:
                 dirty |= self._show(key_label(key), cache.base[key])
-        if any(len(key) > 1 for key in changed) or cache.removed:
+        if any(len(key) > 1 for key in changed):
             recent = itertools.islice(reversed(cache.per_id.values()), self.id_slots)
             for slot, query in enumerate(recent):
                 dirty |= self._show(f"slot-{slot}", query)
         changed.clear()
-        cache.removed.clear()
         if dirty:
             self._text = self._build()
             self.refresh()  # the app's CSS fixes the height: no relayout
