@@ -24,7 +24,7 @@ from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState
 from bench.machine import ROOT, describe
 
-KEY_INTERVAL = float(os.environ.get("KEY_INTERVAL", "0.1"))
+KEY_INTERVAL = float(os.environ.get("KEY_INTERVAL", "0.25"))  # seconds between key presses
 
 
 class TimedApp(BbbApp):
