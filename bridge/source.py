@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -69,6 +70,7 @@ class RedisSource:
         self._throttle = LogThrottle(1.0)
         self.state = SourceState.CONNECTING
         self.subscribed = asyncio.Event()
+        self._down_since: float | None = None
         self.events_in = 0
         self.dropped = 0
 
@@ -128,12 +130,13 @@ class RedisSource:
                 self.handle(message["channel"], message["data"])
             elif kind == "psubscribe":
                 self._backoff.reset()
-                self._set_state(SourceState.SUBSCRIBED)
+                down_for = self._set_state(SourceState.SUBSCRIBED)
                 log.info(
-                    "Subscribed to Redis channels %s (%s) at %s",
+                    "Subscribed to Redis channels %s (%s) at %s%s",
                     self.pattern,
                     ", ".join(t.value for t in EventType),
                     redact(self.url),
+                    f"; back after {down_for:.1f}s down" if down_for is not None else "",
                 )
 
     def handle(self, channel: bytes, payload: bytes) -> None:
@@ -159,17 +162,22 @@ class RedisSource:
             more = f" (+{suppressed} more since last report)" if suppressed else ""
             log.warning("Dropped message: %s %r%s%s", why, key[:200], detail, more)
 
-    def _set_state(self, state: SourceState) -> None:
+    def _set_state(self, state: SourceState) -> float | None:
+        """Change state; on resubscribing after a loss, return how long it was down."""
         if state is self.state:
-            return
+            return None
         was_up = self.state is SourceState.SUBSCRIBED
         self.state = state
+        now = time.monotonic()
         if state is SourceState.SUBSCRIBED:
             self.subscribed.set()
-        else:
-            self.subscribed.clear()
-            if was_up:
-                log.info("Redis subscription down; WebSocket clients stay connected")
+            down_since, self._down_since = self._down_since, None
+            return None if down_since is None else now - down_since
+        self.subscribed.clear()
+        if was_up:
+            self._down_since = now
+            log.info("Redis subscription down; WebSocket clients stay connected")
+        return None
 
 
 def _describe(exc: BaseException) -> str:

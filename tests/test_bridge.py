@@ -184,9 +184,10 @@ async def test_closed_clients_are_cleaned_up(bridge: Bridge) -> None:
 
 
 async def test_redis_crash_and_restart_under_a_running_bridge(
-    own_redis: RedisServer, prefix: str
+    own_redis: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis SIGKILLed and restarted: clients stay, /healthz goes 503 then 200, events flow."""
+    caplog.set_level(logging.INFO, logger="bridge.source")
     bridge = await start_bridge(own_redis.url, prefix)
     try:
         await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
@@ -197,6 +198,10 @@ async def test_redis_crash_and_restart_under_a_running_bridge(
             own_redis.start()
             await bridge.source.wait_subscribed(10)
             assert await health_status(bridge.port) == 200
+            assert "Lost Redis connection" in caplog.text
+            assert (
+                "s down" in caplog.text
+            )  # the subscribed line says it is back, and after how long
             await publish_once(own_redis.url, f"{prefix}job-refresh", "after-restart")
             assert await recv_json(ws) == {
                 "type": "job-refresh",
