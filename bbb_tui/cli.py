@@ -9,15 +9,14 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
-from bridge.cli import websocket_url_from_env
+from bridge.cli import add_redis_options, websocket_url_from_env
 from bridge.config import (
     DEFAULT_REDIS_URL,
     ConfigError,
     check_redis_url,
     number_from_env,
-    redis_url_from_env,
 )
-from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL
+from bridge.protocol import DEFAULT_WEBSOCKET_URL
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -33,18 +32,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="bridge WebSocket URL [env: BBB_WEBSOCKET_URL, NEXT_PUBLIC_WEBSOCKET_URL, "
         f"WEBSOCKET_URL] (default: {DEFAULT_WEBSOCKET_URL})",
     )
-    parser.add_argument(
-        "--redis-url",
-        default=redis_url_from_env(environ) or DEFAULT_REDIS_URL,
-        metavar="URL",
-        help="Redis the test-event keys publish to [env: REDIS_URL, or REDIS_HOST, REDIS_PORT, "
-        f"REDIS_USERNAME, REDIS_PASSWORD, REDIS_USE_TLS] (default: {DEFAULT_REDIS_URL})",
-    )
-    parser.add_argument(
-        "--prefix",
-        default=environ.get("BBB_EVENTS_PREFIX", DEFAULT_PREFIX),
-        help=f"Redis channel prefix [env: BBB_EVENTS_PREFIX] (default: {DEFAULT_PREFIX})",
-    )
+    add_redis_options(parser, environ, purpose="the test-event keys publish to")
     parser.add_argument(
         "--fetch-latency",
         type=float,
@@ -74,7 +62,7 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         raise ConfigError("--fetch-latency must be >= 0 and --log-lines >= 10")
     return TuiSettings(
         url=args.url,
-        redis_url=check_redis_url(args.redis_url),
+        redis_url=check_redis_url(args.redis_url or DEFAULT_REDIS_URL),
         prefix=args.prefix,
         fetch_latency=args.fetch_latency,
         log_lines=args.log_lines,

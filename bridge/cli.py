@@ -54,35 +54,45 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_redis_options(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str], *, purpose: str
+) -> None:
+    """--redis-url and --prefix, with the original deployment's environment variables.
+
+    ``--redis-url`` defaults to None when the environment configures no Redis, so the
+    caller can tell "configured" from "default" (see ``DEFAULT_REDIS_URL``).
+    """
+    parser.add_argument(
+        "--redis-url",
+        default=redis_url_from_env(environ),
+        metavar="URL",
+        help=f"Redis {purpose} [env: REDIS_URL, or REDIS_HOST, REDIS_PORT, "
+        f"REDIS_USERNAME, REDIS_PASSWORD, REDIS_USE_TLS] (default: {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=environ.get("BBB_EVENTS_PREFIX", DEFAULT_PREFIX),
+        help=f"Redis channel prefix [env: BBB_EVENTS_PREFIX] (default: {DEFAULT_PREFIX})",
+    )
+
+
+def add_log_level(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        default=environ.get("BBB_LOG_LEVEL", "info").lower(),
+        help="log detail on stderr [env: BBB_LOG_LEVEL] (default: info)",
+    )
+
+
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    env_redis = redis_url_from_env(environ)
     parser = argparse.ArgumentParser(
         prog="bbb-bridge",
         description="Rebroadcast Better Bull Board's Redis events to WebSocket clients.",
         epilog="Without a command, 'serve' runs. 'bbb-bridge COMMAND --help' for each.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def redis_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--redis-url",
-            default=env_redis,
-            metavar="URL",
-            help="Redis to subscribe/publish to [env: REDIS_URL, or REDIS_HOST, REDIS_PORT, "
-            f"REDIS_USERNAME, REDIS_PASSWORD, REDIS_USE_TLS] (default: {DEFAULT_REDIS_URL})",
-        )
-        p.add_argument(
-            "--prefix",
-            default=environ.get("BBB_EVENTS_PREFIX", DEFAULT_PREFIX),
-            help=f"Redis channel prefix [env: BBB_EVENTS_PREFIX] (default: {DEFAULT_PREFIX})",
-        )
-        p.add_argument(
-            "--log-level",
-            choices=LOG_LEVELS,
-            type=str.lower,
-            default=environ.get("BBB_LOG_LEVEL", "info").lower(),
-            help="log detail on stderr [env: BBB_LOG_LEVEL] (default: info)",
-        )
 
     serve = commands.add_parser(
         "serve",
@@ -101,7 +111,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=number_from_env(int, environ, "WEBSOCKET_PORT", 8081),
         help="WebSocket port, 0 for any free one [env: WEBSOCKET_PORT] (default: 8081)",
     )
-    redis_options(serve)
+    add_redis_options(serve, environ, purpose="to subscribe to")
+    add_log_level(serve, environ)
     serve.add_argument(
         "--max-payload",
         type=_positive,
@@ -132,7 +143,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Publish the four test events (test-job-123, test-queue, "
         "test-scheduler-key, test-job-456), or with --count a paced load.",
     )
-    redis_options(simulate)
+    add_redis_options(simulate, environ, purpose="to publish to")
+    add_log_level(simulate, environ)
     simulate.add_argument(
         "--count", type=_positive, default=0, help="publish N events (or N bursts) instead"
     )
@@ -168,13 +180,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     tail.add_argument(
         "--count", type=_positive, default=0, help="exit after N messages (default: never)"
     )
-    tail.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        type=str.lower,
-        default=environ.get("BBB_LOG_LEVEL", "info").lower(),
-        help="log detail on stderr [env: BBB_LOG_LEVEL] (default: info)",
-    )
+    add_log_level(tail, environ)
     return parser
 
 

@@ -36,6 +36,19 @@ async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProces
     return process
 
 
+async def serving_bridge(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> tuple[BridgeProcess, int]:
+    """`bbb-bridge` on a free port, subscribed to the test Redis; returns it and its port."""
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0",
+        "--redis-url", redis_server.url, "--prefix", prefix,
+    )  # fmt: skip
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    return bridge, port
+
+
 def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bridge", *args],
@@ -52,19 +65,7 @@ async def test_signal_closes_clients_with_1001_and_exits_0_quickly(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, sig: signal.Signals
 ) -> None:
     """SIGTERM or SIGINT: every client is closed with 1001 and the process exits 0 within 2 s."""
-    bridge = await run_bridge(
-        processes,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--redis-url",
-        redis_server.url,
-        "--prefix",
-        prefix,
-    )
-    port = await bridge.listening_port()
-    await bridge.wait_line("Subscribed to Redis channels")
+    _, port = await serving_bridge(processes, redis_server, prefix)
     clients = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
     for ws in clients:
         assert await recv_json(ws) == GREETING
@@ -129,19 +130,7 @@ async def test_simulate_publishes_the_four_test_events_through_the_bridge(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
 ) -> None:
     """`simulate` publishes the original's four test events; a client receives all four."""
-    bridge = await run_bridge(
-        processes,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--redis-url",
-        redis_server.url,
-        "--prefix",
-        prefix,
-    )
-    port = await bridge.listening_port()
-    await bridge.wait_line("Subscribed to Redis channels")
+    _, port = await serving_bridge(processes, redis_server, prefix)
     async with connect(f"ws://127.0.0.1:{port}") as ws:
         assert await recv_json(ws) == GREETING
         result = await asyncio.to_thread(
@@ -162,19 +151,7 @@ async def test_simulate_load_and_tail_print_every_event(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
 ) -> None:
     """`simulate --burst` publishes real-publisher bursts; `tail` prints each as a JSON line."""
-    bridge = await run_bridge(
-        processes,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--redis-url",
-        redis_server.url,
-        "--prefix",
-        prefix,
-    )
-    port = await bridge.listening_port()
-    await bridge.wait_line("Subscribed to Redis channels")
+    _, port = await serving_bridge(processes, redis_server, prefix)
     # 2 bursts of (1 job-refresh + 5 single-job-refresh) = 12 events, plus the greeting.
     tail = await run_bridge(processes, "tail", "--url", f"ws://127.0.0.1:{port}", "--count", "13")
     await tail.wait_line("Connected to")
