@@ -65,7 +65,7 @@ async def test_signal_closes_clients_with_1001_and_exits_0_quickly(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, sig: signal.Signals
 ) -> None:
     """SIGTERM or SIGINT: every client is closed with 1001 and the process exits 0 within 2 s."""
-    _, port = await serving_bridge(processes, redis_server, prefix)
+    bridge, port = await serving_bridge(processes, redis_server, prefix)
     clients = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
     for ws in clients:
         assert await recv_json(ws) == GREETING
