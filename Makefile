@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo tui test lint bench screenshots clean
+.PHONY: demo bridge tui test lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
-demo: $(VENV)/.installed-run  ## run the bridge on an embedded Redis (if none is configured)
+demo: $(VENV)/.installed-run  ## Redis (embedded if needed), a bridge, a synthetic publisher, the TUI
+	$(BIN)/bbb-tui --demo
+
+bridge: $(VENV)/.installed-run  ## just the bridge, on ws://localhost:8081 (embedded Redis if none)
 	$(BIN)/bbb-bridge serve --embedded-redis
 
-tui: $(VENV)/.installed-run  ## the terminal monitor, on ws://localhost:8081 (run `make demo` first)
+tui: $(VENV)/.installed-run  ## just the monitor, on ws://localhost:8081 (run `make bridge` first)
 	$(BIN)/bbb-tui
 
 test: $(VENV)/.installed-dev  ## the whole suite, against a private redis-server

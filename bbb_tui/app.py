@@ -23,6 +23,7 @@ from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
 from bridge.config import DEFAULT_REDIS_URL, redact
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
+from bridge.workload import Workload
 
 #: Widgets are redrawn on this clock, never per message.
 FLUSH_INTERVAL = 0.1
@@ -67,6 +68,8 @@ class BbbApp(App[None]):
         Binding("p", "toggle_pause", "pause", tooltip="pause / resume the event log"),
         Binding("c", "clear", "clear", tooltip="clear the event log"),
         Binding("f,slash", "filter", "filter", tooltip="filter the event log by kind"),
+        Binding("plus", "rate(1.5)", "faster", tooltip="demo: publish faster (x1.5)"),
+        Binding("minus", "rate(0.6667)", "slower", tooltip="demo: publish slower (/1.5)"),
         Binding("question_mark", "help", "help", tooltip="this help"),
         Binding("q", "quit", "quit", tooltip="quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True, tooltip="quit"),
@@ -79,8 +82,10 @@ class BbbApp(App[None]):
         connect: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        workload: Workload | None = None,
     ) -> None:
         super().__init__()
+        self.workload = workload  # the demo's publisher, whose rate + and - change
         self.settings = settings or TuiSettings()
         self._clock = clock
         self._wallclock = wallclock
@@ -237,6 +242,19 @@ class BbbApp(App[None]):
         if not self.monitor.paused:
             self.event_log.replace(self.monitor.replay())
         self._update_log_title()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """+ and - exist only in the demo, where there is a publisher to speed up."""
+        if action == "rate":
+            return self.workload is not None
+        return True
+
+    def action_rate(self, factor: float) -> None:
+        if self.workload is None:
+            return
+        self.workload.rate = min(max(self.workload.rate * factor, 0.5), 20_000.0)
+        self.monitor.note(f"demo publisher: {self.workload.rate:.3g} job changes/s")
+        self.flush(force=True)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.demo import DEFAULT_DEMO_RATE, Demo, LogToMonitor
 from bridge.cli import add_redis_options, websocket_url_from_env
 from bridge.config import (
     DEFAULT_REDIS_URL,
     ConfigError,
     check_redis_url,
+    env_flag,
     number_from_env,
 )
+from bridge.embedded import EmbeddedRedisError
 from bridge.protocol import DEFAULT_WEBSOCKET_URL
 
 
@@ -47,6 +54,22 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="N",
         help="event log lines kept [env: BBB_LOG_LINES] (default: 2000)",
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=env_flag(environ.get("BBB_DEMO")),
+        help="start Redis (the configured one if it answers, else a private redis-server), "
+        "a bridge and a synthetic publisher, and watch them; quitting stops them all "
+        "[env: BBB_DEMO=true]",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=number_from_env(float, environ, "BBB_DEMO_RATE", DEFAULT_DEMO_RATE),
+        metavar="N",
+        help="with --demo: job changes per second, changed live with + and - "
+        f"[env: BBB_DEMO_RATE] (default: {DEFAULT_DEMO_RATE:g})",
+    )
     return parser
 
 
@@ -77,8 +100,52 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"bbb-tui: error: {exc}", file=sys.stderr)
         return 2
+    if args.demo:
+        return asyncio.run(run_demo(settings, args.rate, configured_redis=args.redis_url))
     BbbApp(settings).run()
     return 0
+
+
+async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str | None) -> int:
+    """Start the demo's Redis, bridge and publisher, run the app on them, stop them all."""
+    try:
+        async with Demo(
+            configured_redis=configured_redis, prefix=settings.prefix, rate=rate
+        ) as demo:
+            app = BbbApp(
+                replace(settings, url=demo.url, redis_url=demo.redis_url), workload=demo.workload
+            )
+            with logs_into(app):
+                await app.run_async()
+    except EmbeddedRedisError as exc:
+        print(f"bbb-tui: error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, TimeoutError) as exc:
+        print(f"bbb-tui: error: the demo could not start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@contextmanager
+def logs_into(app: BbbApp) -> Iterator[None]:
+    """While the app owns the terminal, the in-process bridge logs into the event log."""
+    handler = LogToMonitor(app.monitor.note)
+    loggers = {"bridge": logging.INFO, "websockets": logging.WARNING}
+    saved = {}
+    for name, level in loggers.items():
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, logger.propagate)
+        logger.setLevel(level)
+        logger.propagate = False  # nothing may reach stderr under the TUI
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for name, (level, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 if __name__ == "__main__":

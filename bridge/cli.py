@@ -27,7 +27,7 @@ from bridge.config import (
     redact,
     redis_url_from_env,
 )
-from bridge.embedded import EmbeddedRedisError, RedisServer, redis_answers
+from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, EventType
 
 log = logging.getLogger("bridge")
@@ -158,6 +158,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="event type for --count (default: cycle the four seed types)",
     )
     simulate.add_argument(
+        "--workload",
+        action="store_true",
+        help="publish a realistic Better Bull Board workload (queues, jobs moving through "
+        "their states, logs, schedulers, bursts) until Ctrl+C; --rate sets job changes/s "
+        "(default 20), --count the seconds to run (default: forever)",
+    )
+    simulate.add_argument(
         "--burst",
         type=_positive,
         default=0,
@@ -251,18 +258,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _serve(settings: Settings) -> int:
     embedded: RedisServer | None = None
     try:
-        if settings.embedded_redis and not settings.redis_configured:
-            if redis_answers("127.0.0.1", 6379):
-                log.info("Using the Redis that answers on localhost:6379")
-            else:
-                embedded = RedisServer().start()
-                settings = dataclasses.replace(settings, redis_url=embedded.url)
-                log.info(
-                    "No Redis configured or on localhost:6379: started a private "
-                    "redis-server on port %d (%s)",
-                    embedded.port,
-                    embedded.binary,
-                )
+        if settings.embedded_redis:
+            # A configured Redis is used even while down: the bridge retries until it is up.
+            choice = choose_redis(
+                settings.redis_url if settings.redis_configured else None,
+                use_configured_even_if_down=True,
+            )
+            embedded = choice.server
+            settings = dataclasses.replace(settings, redis_url=choice.url)
+            log.info("Redis: %s", choice.description)
         return asyncio.run(_serve_async(settings))
     except EmbeddedRedisError as exc:
         print(f"bbb-bridge: error: {exc}", file=sys.stderr)
@@ -293,11 +297,22 @@ async def _serve_async(settings: Settings) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from bridge.simulate import LoadPlan, publish_load, publish_seed
+    from bridge.simulate import LoadPlan, publish_load, publish_seed, run_workload
+    from bridge.workload import Workload
 
     url = check_redis_url(args.redis_url or DEFAULT_REDIS_URL)
     client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
     try:
+        if args.workload:
+            workload = Workload(rate=args.rate or 20.0)
+            print(
+                f"publishing a synthetic workload ({workload.rate:g} job changes/s) "
+                f"to {redact(url)}; Ctrl+C stops",
+                file=sys.stderr,
+            )
+            sent = await run_workload(client, args.prefix, workload, seconds=float(args.count))
+            print(f"published {sent} events")
+            return 0
         if not args.count:
             for channel, payload, receivers in await publish_seed(client, args.prefix):
                 print(f"PUBLISH {channel} {payload} -> {receivers} subscriber(s)")

@@ -21,6 +21,8 @@ from bridge.source import RedisSource, SourceState
 
 log = logging.getLogger("bridge")
 
+#: Stop cleanly on these (SIGHUP: the terminal went away, e.g. a closed tmux pane).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: How long shutdown waits for clients to acknowledge the 1001 close.
 CLOSE_TIMEOUT = 1.0
 
@@ -77,16 +79,16 @@ class Bridge:
                 await self._source_task
 
     async def run_until_signal(self) -> None:
-        """Serve until SIGTERM or SIGINT, then shut down cleanly."""
+        """Serve until SIGTERM, SIGINT or SIGHUP, then shut down cleanly."""
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stopping.set)
         try:
             await stopping.wait()
             log.info("Shutting down: closing %d client(s)", len(self.hub))
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             await self.stop()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from bridge.protocol import SEED_EVENTS, EventType, channel_name
+from bridge.workload import Workload
 
 #: Events per pipeline round trip when publishing as fast as possible.
 CHUNK = 1000
@@ -82,4 +83,37 @@ async def publish_load(
                 sent += 1
             done_units += 1
         await pipe.execute()
+    return sent
+
+
+async def run_workload(
+    client: aioredis.Redis,
+    prefix: str,
+    workload: Workload,
+    *,
+    tick: float = 0.5,  # one database batch per half second, like an ingest poll loop
+    seconds: float = 0.0,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Publish the workload's events every ``tick`` until cancelled (or ``seconds`` pass).
+
+    Reads ``workload.rate`` on every tick, so it can be changed while running.
+    Returns how many events were published.
+    """
+    loop = asyncio.get_running_loop()
+    start = last = loop.time()
+    sent = 0
+    while not seconds or last - start < seconds:
+        await asyncio.sleep(tick)
+        now = loop.time()
+        events = workload.step(now - last)
+        last = now
+        if events:
+            pipe = client.pipeline(transaction=False)
+            for event_type, payload in events:
+                pipe.publish(channel_name(prefix, event_type), payload)
+            await pipe.execute()
+            sent += len(events)
+            if on_batch is not None:
+                on_batch(len(events))
     return sent

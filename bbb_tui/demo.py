@@ -1,0 +1,136 @@
+"""``bbb-tui --demo``: Redis, a bridge and a synthetic publisher, started and stopped together.
+
+Everything but Redis runs in this process, on the app's event loop, so quitting (or a
+crash) cannot leave a bridge or publisher behind; a private redis-server is stopped
+on exit and, on Linux, also dies with this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from types import TracebackType
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bridge.config import Settings
+from bridge.embedded import RedisChoice, choose_redis
+from bridge.protocol import DEFAULT_PREFIX
+from bridge.server import Bridge
+from bridge.simulate import run_workload
+from bridge.workload import Workload
+
+DEFAULT_DEMO_RATE = 20.0  # job changes per second
+
+
+def say_on_stderr(line: str) -> None:
+    print(f"bbb-tui demo: {line}", file=sys.stderr, flush=True)
+
+
+class Demo:
+    """An async context manager: on entry Redis, bridge and publisher are up, in that order.
+
+    Each step reports one line through ``say``. On exit all three stop (publisher,
+    bridge, then Redis), whatever happened inside.
+    """
+
+    def __init__(
+        self,
+        *,
+        configured_redis: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        rate: float = DEFAULT_DEMO_RATE,
+        say: Callable[[str], None] = say_on_stderr,
+        choose: Callable[[str | None], RedisChoice] = choose_redis,
+    ) -> None:
+        self._configured = configured_redis
+        self.prefix = prefix
+        self.workload = Workload(rate=rate)
+        self._say = say
+        self._choose = choose
+        self.redis: RedisChoice | None = None
+        self.bridge: Bridge | None = None
+        self._client: aioredis.Redis | None = None
+        self.publisher: asyncio.Task[int] | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.bridge is not None
+        return f"ws://127.0.0.1:{self.bridge.port}"
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis is not None
+        return self.redis.url
+
+    async def __aenter__(self) -> Demo:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        self.redis = await asyncio.to_thread(self._choose, self._configured)
+        self._say(f"Redis: {self.redis.description}")
+        self.bridge = Bridge(
+            Settings(host="127.0.0.1", port=0, redis_url=self.redis.url, prefix=self.prefix)
+        )
+        await self.bridge.start()
+        await self.bridge.source.wait_subscribed(10)
+        self._say(f"bridge: listening on {self.url}, subscribed to {self.prefix}*")
+        self._client = aioredis.Redis.from_url(self.redis.url)
+        self.publisher = asyncio.create_task(self._publish(), name="demo-publisher")
+        self._say(f"publisher: synthetic workload, {self.workload.rate:g} job changes/s")
+
+    async def _publish(self) -> int:
+        assert self._client is not None
+        try:
+            return await run_workload(self._client, self.prefix, self.workload)
+        except (RedisError, OSError) as exc:
+            logging.getLogger("bridge").warning("Demo publisher stopped: %s", exc)
+            return 0
+
+    async def stop(self) -> None:
+        """Stop the publisher, the bridge and a private Redis (safe to call twice)."""
+        if self.publisher is not None:
+            self.publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.publisher
+            self.publisher = None
+        if self._client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.aclose()
+            self._client = None
+        if self.bridge is not None:
+            await self.bridge.stop()
+            self.bridge = None
+        if self.redis is not None and self.redis.server is not None:
+            await asyncio.to_thread(self.redis.server.stop)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class LogToMonitor(logging.Handler):
+    """Bridge log records as info lines in the TUI's event log (stderr belongs to the screen)."""
+
+    def __init__(self, note: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._note = note
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._note(f"bridge: {record.getMessage()}")
+        except Exception:  # a log line must never take the app down
+            self.handleError(record)
