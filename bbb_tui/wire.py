@@ -20,7 +20,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from bbb_tui.framing import split_frames
+from bridge.wsframes import split_frames
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
 IDLE_PING = 20.0

@@ -145,7 +145,9 @@ class RedisServer:
     again reuse the same port, which is how tests simulate a Redis crash.
     """
 
-    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, port: int | None = None, *, args: tuple[str, ...] = ()
+    ) -> None:
         found = binary or find_redis_server()
         if found is None:
             raise EmbeddedRedisError(HOW_TO_GET_REDIS)
@@ -153,6 +155,7 @@ class RedisServer:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self._args = args  # extra redis-server options, e.g. ("--requirepass", "...")
 
     @property
     def url(self) -> str:
@@ -176,6 +179,7 @@ class RedisServer:
             "--dir", tempfile.gettempdir(),
             "--logfile", "",
             "--loglevel", "warning",
+            *self._args,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command,

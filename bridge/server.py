@@ -16,7 +16,7 @@ from websockets.http11 import Request, Response
 
 from bridge.config import Settings
 from bridge.hub import Hub
-from bridge.protocol import GREETING, EventType
+from bridge.protocol import GREETING
 from bridge.source import RedisSource, SourceState
 
 log = logging.getLogger("bridge")
@@ -41,7 +41,7 @@ class Bridge:
         self.source = RedisSource(
             settings.redis_url,
             settings.prefix,
-            self._on_frame,
+            self.hub.broadcast,
             max_payload=settings.max_payload,
         )
         self._server: Server | None = None
@@ -101,9 +101,6 @@ class Bridge:
             "clients": len(self.hub),
         }
         return (HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE), body
-
-    def _on_frame(self, frame: bytes, event_type: EventType) -> None:
-        self.hub.broadcast(frame)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]

@@ -1,9 +1,9 @@
 """The supervised Redis subscription: Redis pub/sub messages in, encoded frames out.
 
-This is the only module on the hot path that talks to Redis. It owns the one retry
-loop: redis-py's own retries are turned off so that every lost connection is seen
-here, logged, reflected in :attr:`RedisSource.state` (and so in ``/healthz``), and
-followed by a fresh subscription.
+This is the only module on the hot path that talks to Redis (through
+:mod:`bridge.pubsub`, which reads in bulk). It owns the one retry loop: every lost
+connection is seen here, logged, reflected in :attr:`RedisSource.state` (and so in
+``/healthz``), and followed by a fresh subscription.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from bridge.backoff import Backoff
@@ -28,6 +25,7 @@ from bridge.protocol import (
     encode_event,
     subscription_pattern,
 )
+from bridge.pubsub import PatternSubscription
 from bridge.throttle import LogThrottle
 
 log = logging.getLogger("bridge.source")
@@ -43,7 +41,7 @@ class SourceState(enum.Enum):
 
 
 class RedisSource:
-    """Subscribe to every channel under ``prefix`` and hand each event's frame to ``on_frame``.
+    """Subscribe to every channel under ``prefix``; hand each read's frames to ``on_frames``.
 
     :meth:`run` never returns on Redis trouble: it logs, waits (capped exponential
     backoff), reconnects and resubscribes, forever, until cancelled.
@@ -53,7 +51,7 @@ class RedisSource:
         self,
         url: str,
         prefix: str,
-        on_frame: Callable[[bytes, EventType], None],
+        on_frames: Callable[[list[bytes]], None],
         *,
         max_payload: int = 64 * 1024,
         backoff: Backoff | None = None,
@@ -63,7 +61,7 @@ class RedisSource:
         self.prefix = prefix
         self.pattern = subscription_pattern(prefix)
         self._channels = channel_table(prefix)
-        self._on_frame = on_frame
+        self._on_frames = on_frames
         self.max_payload = max_payload
         self._backoff = backoff or Backoff(base=0.25, cap=3.0)
         self._idle_ping_interval = idle_ping_interval
@@ -101,59 +99,54 @@ class RedisSource:
                 await asyncio.sleep(delay)
 
     async def _subscribe_and_read(self) -> None:
-        client = aioredis.Redis.from_url(
-            self.url,
-            retry=Retry(NoBackoff(), 0),  # the loop in run() is the one retry policy
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-        )
+        subscription = await PatternSubscription.open(self.url, self.pattern)
         try:
-            async with client.pubsub() as pubsub:
-                await pubsub.psubscribe(self.pattern)
-                await self._read(pubsub)
-        finally:
-            await client.aclose()
-
-    async def _read(self, pubsub: aioredis.client.PubSub) -> None:
-        pinged = False
-        while True:
-            message = await pubsub.get_message(timeout=self._idle_ping_interval)
-            if message is None:
-                if pinged:
-                    raise TimeoutError(f"no answer to PING in {self._idle_ping_interval:.0f}s")
-                await pubsub.ping()
-                pinged = True
-                continue
-            pinged = False
-            kind = message["type"]
-            if kind == "pmessage":
-                self.handle(message["channel"], message["data"])
-            elif kind == "psubscribe":
-                self._backoff.reset()
-                down_for = self._set_state(SourceState.SUBSCRIBED)
-                log.info(
-                    "Subscribed to Redis channels %s (%s) at %s%s",
-                    self.pattern,
-                    ", ".join(t.value for t in EventType),
-                    redact(self.url),
-                    f"; back after {down_for:.1f}s down" if down_for is not None else "",
-                )
-
-    def handle(self, channel: bytes, payload: bytes) -> None:
-        """Map one Redis message to a frame and pass it on; drop (and log) what does not map."""
-        event_type = self._channels.get(channel)
-        if event_type is None:
-            self._drop("unknown channel", decode_payload(channel), "")
-            return
-        if len(payload) > self.max_payload:
-            self._drop(
-                "payload too large",
-                event_type.value,
-                f" ({len(payload)} bytes > --max-payload {self.max_payload})",
+            self._backoff.reset()
+            down_for = self._set_state(SourceState.SUBSCRIBED)
+            log.info(
+                "Subscribed to Redis channels %s (%s) at %s%s",
+                self.pattern,
+                ", ".join(t.value for t in EventType),
+                redact(self.url),
+                f"; back after {down_for:.1f}s down" if down_for is not None else "",
             )
-            return
-        self.events_in += 1
-        self._on_frame(encode_event(event_type, decode_payload(payload)), event_type)
+            pinged = False
+            while True:
+                batch = await subscription.read_batch(self._idle_ping_interval)
+                if batch is None:
+                    if pinged:
+                        raise TimeoutError(f"no answer to PING in {self._idle_ping_interval:.0f}s")
+                    subscription.ping()
+                    pinged = True
+                    continue
+                pinged = False
+                if batch:
+                    self.handle_batch(batch)
+        finally:
+            await subscription.close()
+
+    def handle_batch(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """Map a batch of Redis messages to frames, in order, and pass them on at once.
+
+        What does not map is dropped (and logged, rate-limited).
+        """
+        frames = []
+        channels, limit = self._channels, self.max_payload
+        for channel, payload in messages:
+            event_type = channels.get(channel)
+            if event_type is None:
+                self._drop("unknown channel", decode_payload(channel), "")
+            elif len(payload) > limit:
+                self._drop(
+                    "payload too large",
+                    event_type.value,
+                    f" ({len(payload)} bytes > --max-payload {limit})",
+                )
+            else:
+                frames.append(encode_event(event_type, decode_payload(payload)))
+        if frames:
+            self.events_in += len(frames)
+            self._on_frames(frames)
 
     def _drop(self, why: str, key: str, detail: str) -> None:
         self.dropped += 1

@@ -240,3 +240,23 @@ async def test_bridge_starts_while_redis_is_down(own_redis: RedisServer, prefix:
             }
     finally:
         await bridge.stop()
+
+
+async def test_password_protected_redis(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With REDIS_PASSWORD's credentials the bridge subscribes; with wrong ones it says why."""
+    with RedisServer(args=("--requirepass", "s3cret")) as server:
+        good = await start_bridge(f"redis://:s3cret@127.0.0.1:{server.port}", prefix)
+        bad = await start_bridge(f"redis://:wrong@127.0.0.1:{server.port}", prefix)
+        try:
+            await good.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
+            async with await connected_client(good) as ws:
+                await publish_once(
+                    f"redis://:s3cret@127.0.0.1:{server.port}", f"{prefix}job-refresh", "a"
+                )
+                assert (await recv_json(ws))["data"] == {"jobId": "a"}
+            await wait_for(lambda: "WRONGPASS" in caplog.text or "invalid" in caplog.text)
+            assert await health_status(bad.port) == 503
+            assert "wrong" not in caplog.text  # the password is never logged
+        finally:
+            await good.stop()
+            await bad.stop()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
-from bbb_tui.framing import split_frames
+from bridge.wsframes import split_frames, text_frame, text_frames
 
 MAX = 1 << 20
 
@@ -88,3 +88,12 @@ def test_oversized_frame_is_handed_on_at_its_header() -> None:
     frames, used = split_frames(big[:10], 1000)
     assert frames == [(False, big[:10])]
     assert used == 10
+
+
+@given(st.lists(st.binary(max_size=70_000), max_size=6))
+@settings(max_examples=40, deadline=None)
+def test_text_frames_are_what_websockets_would_send(payloads: list[bytes]) -> None:
+    """The hand-built frames are byte for byte the library's own unmasked text frames."""
+    assert text_frames(payloads) == b"".join(server_frame(Opcode.TEXT, p) for p in payloads)
+    for payload in payloads:
+        assert text_frame(payload) == server_frame(Opcode.TEXT, payload)

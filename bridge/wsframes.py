@@ -1,6 +1,12 @@
-"""Cut server-to-client WebSocket frames off a byte buffer (pure; RFC 6455 section 5.2).
+"""Server-to-client WebSocket frames, built and split by hand for speed (pure; RFC 6455 5.2).
 
-The common frame, a final unmasked text frame, is returned as its payload. Every
+Both directions handle only the common case and leave everything else to websockets:
+
+- :func:`text_frames` frames a batch of messages once, as one bytes object that the
+  bridge writes to every client: server frames are unmasked and uncompressed here, so
+  the same bytes serve all of them (the library would frame each message per client).
+- :func:`split_frames` is the TUI's reader. The common frame, a final unmasked text
+  frame, is returned as its payload. Every
 other frame (ping, close, binary, fragments, 64-bit lengths, anything odd or
 oversized) is returned whole, for websockets' protocol object to handle: it keeps the
 connection state, answers pings and closes, and fails the connection properly on a
@@ -11,6 +17,22 @@ library's generators costs ~9 us on our machines, this ~1 us.
 from __future__ import annotations
 
 FAST_HEAD = 0x81  # FIN + text opcode, no RSV bits
+_FAST_HEAD = bytes((FAST_HEAD,))
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked text frame carrying ``payload`` (already UTF-8)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((FAST_HEAD, n)) + payload
+    if n < 65536:
+        return bytes((FAST_HEAD, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((FAST_HEAD, 127)) + n.to_bytes(8, "big") + payload
+
+
+def text_frames(payloads: list[bytes]) -> bytes:
+    """Frame each payload as a text frame and join them: one write for a whole batch."""
+    return b"".join([text_frame(p) for p in payloads])
 
 
 def split_frames(buffer: bytes, max_size: int) -> tuple[list[tuple[bool, bytes]], int]:
