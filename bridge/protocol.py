@@ -120,6 +120,21 @@ _FRAME_HEADS: dict[EventType, bytes] = {
 GREETING: bytes = b'{"type":"job-refresh","data":{"id":"connected"}}'
 
 
+# Payload bytes that a JSON string can hold as they are: printable ASCII but " and \.
+_NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
+
+
+def encode_payload_event(event_type: EventType, payload: bytes) -> bytes:
+    """The frame for a raw Redis payload: :func:`encode_event` of the decoded payload.
+
+    Job ids, queue names and scheduler keys are plain ASCII; those are framed as they
+    are, without decoding and re-encoding (the bridge's per-message hot path).
+    """
+    if _NEEDS_ESCAPING.search(payload) is None:
+        return b"".join((_FRAME_HEADS[event_type], b'"', payload, b'"}}'))
+    return encode_event(event_type, decode_payload(payload))
+
+
 def encode_event(event_type: EventType, payload: str) -> bytes:
     """Return the UTF-8 JSON frame of one event: ``{"type":"job-refresh","data":{"jobId":"7"}}``.
 

@@ -22,7 +22,7 @@ from bridge.protocol import (
     EventType,
     channel_table,
     decode_payload,
-    encode_event,
+    encode_payload_event,
     subscription_pattern,
 )
 from bridge.pubsub import PatternSubscription
@@ -143,7 +143,7 @@ class RedisSource:
                     f" ({len(payload)} bytes > --max-payload {limit})",
                 )
             else:
-                frames.append(encode_event(event_type, decode_payload(payload)))
+                frames.append(encode_payload_event(event_type, payload))
         if frames:
             self.events_in += len(frames)
             self._on_frames(frames)

@@ -165,3 +165,15 @@ def test_seed_events_are_the_originals() -> None:
         ("job-scheduler-refresh", "test-scheduler-key"),
         ("log-refresh", "test-job-456"),
     ]
+
+
+@given(st.sampled_from(list(EventType)), st.binary(max_size=300))
+def test_raw_payload_fast_path_matches_the_general_encoder(
+    event_type: EventType, payload: bytes
+) -> None:
+    """Framing raw Redis bytes gives exactly what decoding then encoding gives."""
+    from bridge.protocol import encode_payload_event
+
+    assert encode_payload_event(event_type, payload) == encode_event(
+        event_type, decode_payload(payload)
+    )
