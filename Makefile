@@ -37,6 +37,7 @@ lint: $(VENV)/.installed-dev  ## ruff and strict mypy
 
 bench: $(VENV)/.installed-dev  ## benchmarks: scripts that print figures (not tests)
 	$(BIN)/python -m bench.fanout --clients 1 100 1000
+	$(BIN)/python -m bench.memory --connections 15000
 	$(BIN)/python -m bench.tui_ingest --rate 5000 10000 20000 --seconds 10
 
 # PNGs need rsvg-convert (Debian's librsvg2-bin), installed here when apt can.
