@@ -130,20 +130,21 @@ class RedisSource:
 
         What does not map is dropped (and logged, rate-limited).
         """
-        frames = []
+        frames: list[bytes] = []
+        append, encode = frames.append, encode_payload_event
         channels, limit = self._channels, self.max_payload
         for channel, payload in messages:
             event_type = channels.get(channel)
-            if event_type is None:
+            if event_type is not None and len(payload) <= limit:
+                append(encode(event_type, payload))
+            elif event_type is None:
                 self._drop("unknown channel", decode_payload(channel), "")
-            elif len(payload) > limit:
+            else:
                 self._drop(
                     "payload too large",
                     event_type.value,
                     f" ({len(payload)} bytes > --max-payload {limit})",
                 )
-            else:
-                frames.append(encode_payload_event(event_type, payload))
         if frames:
             self.events_in += len(frames)
             self._on_frames(frames)

@@ -32,7 +32,10 @@ def text_frame(payload: bytes) -> bytes:
 
 def text_frames(payloads: list[bytes]) -> bytes:
     """Frame each payload as a text frame and join them: one write for a whole batch."""
-    return b"".join([text_frame(p) for p in payloads])
+    head = FAST_HEAD
+    return b"".join(
+        [bytes((head, len(p))) + p if len(p) < 126 else text_frame(p) for p in payloads]
+    )
 
 
 def split_frames(buffer: bytes, max_size: int) -> tuple[list[tuple[bool, bytes]], int]:
