@@ -8,48 +8,34 @@ write waits for a client, so a client that reads slowly delays nobody else.
 
 from __future__ import annotations
 
-import logging
-
-from websockets.asyncio.server import ServerConnection, broadcast
-from websockets.protocol import State
-
+from bridge.connection import ClientConnection
 from bridge.wsframes import text_frames
-
-log = logging.getLogger("bridge.hub")
 
 
 class Hub:
     """Every open WebSocket connection, and a non-blocking broadcast to all of them."""
 
     def __init__(self) -> None:
-        self._clients: set[ServerConnection] = set()
+        self._clients: set[ClientConnection] = set()
         self.frames_out = 0
 
     def __len__(self) -> int:
         return len(self._clients)
 
-    def join(self, connection: ServerConnection, greeting: bytes) -> None:
-        """Send ``greeting`` first, then every broadcast, to ``connection``.
+    def join(self, connection: ClientConnection, greeting: bytes) -> None:
+        """Send ``greeting`` (a framed message) first, then every broadcast, to ``connection``.
 
         Both happen in one synchronous step, so no event can overtake the greeting.
         """
-        broadcast((connection,), greeting, text=True)
+        connection.write(greeting)
         self._clients.add(connection)
 
-    def leave(self, connection: ServerConnection) -> None:
+    def leave(self, connection: ClientConnection) -> None:
         self._clients.discard(connection)
 
     def broadcast(self, frames: list[bytes]) -> None:
-        """Queue a batch of UTF-8 JSON messages, in order, on every open client.
-
-        The frames go straight to each connection's transport, between whole frames of
-        the library's own (pings, closes), which is what its own ``broadcast`` does too;
-        a connection that is closing gets nothing more.
-        """
+        """Queue a batch of UTF-8 JSON messages, in order, on every open client."""
         data = text_frames(frames)
-        sent = 0
         for connection in self._clients:
-            if connection.protocol.state is State.OPEN:
-                connection.transport.write(data)
-                sent += 1
-        self.frames_out += sent * len(frames)
+            connection.write(data)
+        self.frames_out += len(self._clients) * len(frames)

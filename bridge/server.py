@@ -9,15 +9,15 @@ import logging
 import signal
 from http import HTTPStatus
 
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.config import Settings
+from bridge.connection import ClientConnection
 from bridge.hub import Hub
 from bridge.protocol import GREETING
 from bridge.source import RedisSource, SourceState
+from bridge.wsframes import text_frame
 
 log = logging.getLogger("bridge")
 
@@ -25,6 +25,9 @@ log = logging.getLogger("bridge")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: How long shutdown waits for clients to acknowledge the 1001 close.
 CLOSE_TIMEOUT = 1.0
+#: A client quiet for this long is pinged; one quiet for twice as long is dropped.
+PING_INTERVAL = 20.0
+GREETING_FRAME = text_frame(GREETING)
 
 
 class Bridge:
@@ -44,8 +47,10 @@ class Bridge:
             self.hub.broadcast,
             max_payload=settings.max_payload,
         )
-        self._server: Server | None = None
-        self._source_task: asyncio.Task[None] | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[ClientConnection] = set()  # open or opening
+        self._all_gone = asyncio.Event()  # set whenever _connections is empty
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def port(self) -> int:
@@ -55,28 +60,34 @@ class Bridge:
 
     async def start(self) -> None:
         """Listen (raises OSError if the port is taken) and start the Redis subscription."""
-        self._server = await serve(
-            self._handle,
-            self.settings.host,
-            self.settings.port,
-            process_request=self._process_request,
-            max_size=self.settings.max_client_frame,
-            close_timeout=CLOSE_TIMEOUT,
-            compression=None,  # one encoded frame serves every client
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_connection, self.settings.host, self.settings.port, backlog=1024
         )
         log.info("WebSocket server listening on port %d", self.port)
-        self._source_task = asyncio.create_task(self.source.run(), name="redis-source")
+        self._tasks = [
+            asyncio.create_task(self.source.run(), name="redis-source"),
+            asyncio.create_task(self._keepalive(), name="keepalive"),
+        ]
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop the subscription."""
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT + 0.5)
-        if self._source_task is not None:
-            self._source_task.cancel()
+            for connection in list(self._connections):
+                connection.close(1001)
+            if self._connections:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._all_gone.wait(), CLOSE_TIMEOUT + 0.5)
+            for connection in list(self._connections):
+                connection.abort()
+            self._server = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._source_task
+                await task
+        self._tasks = []
 
     async def run_until_signal(self) -> None:
         """Serve until SIGTERM, SIGINT or SIGHUP, then shut down cleanly."""
@@ -95,47 +106,60 @@ class Bridge:
     def health(self) -> tuple[HTTPStatus, dict[str, str | int]]:
         """What ``GET /healthz`` answers: 200 while subscribed to Redis, else 503."""
         up = self.source.state is SourceState.SUBSCRIBED
-        body = {
+        body: dict[str, str | int] = {
             "status": "ok" if up else "degraded",
             "redis": "connected" if up else "disconnected",
             "clients": len(self.hub),
         }
         return (HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE), body
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path != "/healthz":
-            return None  # carry on with the WebSocket handshake
+    # -- connections --------------------------------------------------------------
+
+    def _new_connection(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        connection = ClientConnection(
+            self, max_size=self.settings.max_client_frame, clock=loop.time
+        )
+        self._connections.add(connection)
+        self._all_gone.clear()
+        return connection
+
+    def on_request(self, connection: ClientConnection, request: Request) -> Response | None:
+        """Answer ``/healthz`` as plain HTTP; anything else goes on to the WebSocket handshake."""
+        if request.path.split("?", 1)[0] != "/healthz":
+            return None
         status, body = self.health()
+        payload = json.dumps(body).encode()
         headers = Headers()
         headers["Content-Type"] = "application/json"
         headers["Cache-Control"] = "no-store"
-        payload = json.dumps(body).encode()
         headers["Content-Length"] = str(len(payload))
+        headers["Connection"] = "close"
         return Response(status.value, status.phrase, headers, payload)
 
-    async def _handle(self, connection: ServerConnection) -> None:
-        peer = _peer(connection)
-        self.hub.join(connection, GREETING)
-        log.info("Client connected from %s (%d connected)", peer, len(self.hub))
-        try:
-            # Clients have nothing to say yet: read and ignore, so pings and the
-            # close handshake are processed. Frames above max_size close with 1009.
-            async for _ in connection:
-                pass
-        except ConnectionClosed:
-            pass
-        finally:
-            self.hub.leave(connection)
-            code = connection.close_code
-            log.info(
-                "Client disconnected from %s (code %s; %d connected)", peer, code, len(self.hub)
-            )
+    def on_open(self, connection: ClientConnection) -> None:
+        self.hub.join(connection, GREETING_FRAME)
+        log.info("Client connected from %s (%d connected)", connection.peer, len(self.hub))
 
+    def on_close(self, connection: ClientConnection) -> None:
+        self.hub.leave(connection)
+        log.info(
+            "Client disconnected from %s (code %s; %d connected)",
+            connection.peer,
+            connection.close_code,
+            len(self.hub),
+        )
 
-def _peer(connection: ServerConnection) -> str:
-    address = connection.remote_address
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
+    def forget(self, connection: ClientConnection) -> None:
+        self._connections.discard(connection)
+        if not self._connections:
+            self._all_gone.set()
+
+    async def _keepalive(self) -> None:
+        """One timer for all connections (not a task per connection)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PING_INTERVAL / 2)
+            now = loop.time()
+            for connection in list(self._connections):
+                connection.keepalive(now, PING_INTERVAL)

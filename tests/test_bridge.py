@@ -260,3 +260,29 @@ async def test_password_protected_redis(prefix: str, caplog: pytest.LogCaptureFi
         finally:
             await good.stop()
             await bad.stop()
+
+
+@pytest.mark.parametrize(
+    "request_bytes,status",
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 426 "),
+        (b"garbage\r\n\r\n", b""),  # not HTTP: closed without an answer
+    ],
+)
+async def test_non_websocket_requests_get_an_http_error(
+    bridge: Bridge, request_bytes: bytes, status: bytes
+) -> None:
+    """A plain HTTP request is told to upgrade; garbage is hung up on; clients are unaffected."""
+    async with await connected_client(bridge) as ws:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        writer.write(request_bytes)
+        answer = await asyncio.wait_for(reader.read(4096), 5)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # and the connection is closed
+        writer.close()
+        assert answer.startswith(status) and (status or answer == b"")
+        await publish_once_via(bridge, "still-served")
+        assert (await recv_json(ws))["data"]["jobId"] == "still-served"
+
+
+async def publish_once_via(bridge: Bridge, payload: str) -> None:
+    await publish_once(bridge.settings.redis_url, f"{bridge.settings.prefix}job-refresh", payload)

@@ -1,0 +1,156 @@
+"""One WebSocket client of the bridge: websockets' sans-I/O ServerProtocol, no task.
+
+websockets' asyncio server gives every connection a handler task, a keepalive task,
+a message assembler and the handshake's headers for its whole life: about 14.5 KiB
+per idle connection here. A bridge's clients mostly sit and receive, so this keeps
+only what a connection needs: the library's protocol object (handshake, framing,
+ping/pong, close, size limit), the transport, and a timestamp. Keepalive is one timer
+for all connections (see :meth:`ClientConnection.keepalive`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol as TypingProtocol
+
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+log = logging.getLogger("bridge.connection")
+
+OPEN_TIMEOUT = 10.0  # a connection that has not completed its handshake by then is dropped
+CLOSE_TIMEOUT = 1.0  # a closing handshake that takes longer is cut short
+
+
+class Owner(TypingProtocol):
+    """What a connection reports to (the bridge)."""
+
+    def on_request(self, connection: ClientConnection, request: Request) -> Response | None: ...
+    def on_open(self, connection: ClientConnection) -> None: ...
+    def on_close(self, connection: ClientConnection) -> None: ...
+    def forget(self, connection: ClientConnection) -> None: ...
+
+
+class ClientConnection(asyncio.Protocol):
+    """A client connection from accept to close; see the module docstring."""
+
+    __slots__ = ("_owner", "_timer", "last_seen", "opened", "peer", "protocol", "transport")
+
+    def __init__(self, owner: Owner, *, max_size: int, clock: Callable[[], float]) -> None:
+        self._owner = owner
+        self.protocol = ServerProtocol(max_size=max_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.opened = False
+        self.last_seen = clock()
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = _peer(transport.get_extra_info("peername"))
+        self._timer = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_seen = asyncio.get_running_loop().time()
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Request):
+                self._on_request(event)
+            # Frames from clients (text, binary, pongs) need no action: the protocol
+            # answers pings and closes, and fails the connection (1009) above max_size.
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.opened:
+            self.opened = False
+            self._owner.on_close(self)
+        self._owner.forget(self)
+
+    # -- for the bridge -----------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.protocol.state is State.OPEN
+
+    @property
+    def close_code(self) -> int | None:
+        return self.protocol.close_code
+
+    def write(self, data: bytes) -> None:
+        """Queue whole, already framed messages (the hub's broadcast)."""
+        if self.protocol.state is State.OPEN and self.transport is not None:
+            self.transport.write(data)
+
+    def close(self, code: int = 1001, reason: str = "") -> None:
+        """Start the closing handshake; the connection is dropped if it stalls."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+        elif self.protocol.state is State.CONNECTING:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def keepalive(self, now: float, interval: float) -> None:
+        """Called for every connection once per ``interval``: ping the quiet, drop the dead."""
+        idle = now - self.last_seen
+        if idle >= 2 * interval:
+            log.info("Client %s did not answer a ping for %.0fs; dropping it", self.peer, idle)
+            self.abort()
+        elif idle >= interval and self.protocol.state is State.OPEN:
+            self.protocol.send_ping(b"")
+            self._flush()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        response = self._owner.on_request(self, request)
+        if response is None:
+            response = self.protocol.accept(request)
+        self.protocol.send_response(response)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.protocol.state is State.OPEN:
+            self.opened = True
+            self._flush()  # the 101 goes out before anything the owner writes
+            self._owner.on_open(self)
+        # A refusal (or a plain HTTP answer such as /healthz): the protocol closes.
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+        if self.protocol.close_expected():
+            if self.protocol.state is State.CLOSED:
+                transport.close()
+            else:
+                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+
+
+def _peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
