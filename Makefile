@@ -36,7 +36,7 @@ lint: $(VENV)/.installed-dev  ## ruff and strict mypy
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev  ## benchmarks: scripts that print figures (not tests)
-	$(BIN)/python -m bench.fanout --clients 1 100 1000
+	$(BIN)/python -m bench.fanout --clients 1 100 1000 5000
 	$(BIN)/python -m bench.memory --connections 15000
 	$(BIN)/python -m bench.tui_ingest --rate 5000 10000 20000 --seconds 10
 

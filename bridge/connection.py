@@ -83,10 +83,6 @@ class ClientConnection(asyncio.Protocol):
     # -- for the bridge -----------------------------------------------------------
 
     @property
-    def is_open(self) -> bool:
-        return self.protocol.state is State.OPEN
-
-    @property
     def close_code(self) -> int | None:
         return self.protocol.close_code
 
