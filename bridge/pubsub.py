@@ -87,7 +87,13 @@ class PatternSubscription:
         return await self._reply()
 
     async def _reply(self) -> Any:
-        while (reply := self._parser.gets()) is False:
+        while True:
+            try:
+                reply = self._parser.gets()
+            except hiredis.ProtocolError as exc:
+                raise SubscriptionError(f"not a Redis reply: {exc}") from None
+            if reply is not False:
+                break
             data = await self._reader.read(READ_SIZE)
             if not data:
                 raise ConnectionError("Redis closed the connection")
@@ -113,11 +119,14 @@ class PatternSubscription:
         self._parser.feed(data)
         messages = []
         gets = self._parser.gets
-        while (reply := gets()) is not False:
-            if type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
-                messages.append((reply[2], reply[3]))
-            elif isinstance(reply, hiredis.ReplyError):
-                raise SubscriptionError(str(reply))
+        try:
+            while (reply := gets()) is not False:
+                if type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
+                    messages.append((reply[2], reply[3]))
+                elif isinstance(reply, hiredis.ReplyError):
+                    raise SubscriptionError(str(reply))
+        except hiredis.ProtocolError as exc:  # not Redis at the other end, or a broken stream
+            raise SubscriptionError(f"not a Redis reply: {exc}") from None
         return messages
 
     def ping(self) -> None:

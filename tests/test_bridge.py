@@ -286,3 +286,26 @@ async def test_non_websocket_requests_get_an_http_error(
 
 async def publish_once_via(bridge: Bridge, payload: str) -> None:
     await publish_once(bridge.settings.redis_url, f"{bridge.settings.prefix}job-refresh", payload)
+
+
+async def test_a_server_that_is_not_redis_is_reported_and_retried(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pointed at something that does not speak RESP, the bridge logs it and keeps retrying."""
+
+    async def not_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    bridge = await start_bridge(f"redis://127.0.0.1:{port}", prefix)
+    try:
+        await wait_for(lambda: "unavailable" in caplog.text, what="a warning")
+        assert "not a Redis reply" in caplog.text
+        assert bridge._tasks[0].done() is False  # still supervising
+        assert await health_status(bridge.port) == 503
+    finally:
+        await bridge.stop()
+        server.close()
