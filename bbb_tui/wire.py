@@ -20,6 +20,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from bridge.connection import pump
 from bridge.wsframes import split_frames
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
@@ -197,16 +198,7 @@ class WireConnection(asyncio.Protocol):
         return HandshakeFailed(str(exc))
 
     def _flush(self) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        for data in self.protocol.data_to_send():
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof():
-                transport.write_eof()
-        if self.protocol.close_expected():
-            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+        pump(self.protocol, self._transport, CLOSE_TIMEOUT)
 
     def _schedule_keepalive(self) -> None:
         self._keepalive = asyncio.get_running_loop().call_later(IDLE_PING, self._check_alive)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Protocol as TypingProtocol
 
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 log = logging.getLogger("bridge.connection")
@@ -130,19 +130,28 @@ class ClientConnection(asyncio.Protocol):
         # A refusal (or a plain HTTP answer such as /healthz): the protocol closes.
 
     def _flush(self) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        for data in self.protocol.data_to_send():
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof():
-                transport.write_eof()
-        if self.protocol.close_expected():
-            if self.protocol.state is State.CLOSED:
-                transport.close()
-            else:
-                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+        pump(self.protocol, self.transport, CLOSE_TIMEOUT)
+
+
+def pump(protocol: Protocol, transport: asyncio.Transport | None, close_timeout: float) -> None:
+    """Write out what a sans-I/O protocol has to send, and end the TCP connection with it.
+
+    Call after every ``receive_*()`` or ``send_*()``: an empty chunk means half-close;
+    once the closing handshake is over the connection is closed, and while it is under
+    way it is aborted if the peer has not finished it within ``close_timeout``.
+    """
+    if transport is None or transport.is_closing():
+        return
+    for data in protocol.data_to_send():
+        if data:
+            transport.write(data)
+        elif transport.can_write_eof():
+            transport.write_eof()
+    if protocol.close_expected():
+        if protocol.state is State.CLOSED:
+            transport.close()
+        else:
+            asyncio.get_running_loop().call_later(close_timeout, transport.abort)
 
 
 def _peer(address: object) -> str:
