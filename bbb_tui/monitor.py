@@ -20,6 +20,7 @@ from bridge.protocol import (
     Greeting,
     Malformed,
     Message,
+    Resync,
     Unknown,
     parse_frame,
 )
@@ -113,6 +114,7 @@ class Monitor:
         self._wallclock = wallclock
         self.received = 0  # frames, all kinds
         self.events = 0  # well-formed events of the eight types
+        self.resyncs = 0  # gaps the bridge announced
         self.by_type: Counter[str] = Counter()
         self.rate = RateMeter()
         self.entries: deque[tuple[str, str]] = deque(maxlen=capacity)  # (kind, line)
@@ -157,6 +159,14 @@ class Monitor:
     def _other(self, message: Message) -> None:
         if isinstance(message, Greeting):
             self._append(INFO, "greeting from the bridge (connected)")
+        elif isinstance(message, Resync):
+            self.resyncs += 1
+            count = self.cache.invalidate_all(self._clock())
+            self._append(
+                INFO,
+                f"resync from the bridge ({clean(message.reason, 60)}): events were missed; "
+                f"invalidated all {count} queries",
+            )
         elif isinstance(message, Unknown):
             self.by_type[UNKNOWN] += 1
             self._append(UNKNOWN, f"type {clean(message.type, 40)!r}  {format_data(message.data)}")

@@ -16,9 +16,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bridge.config import (
+    DEFAULT_MAX_CLIENT_BUFFER,
     DEFAULT_MAX_CLIENT_FRAME,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_REDIS_URL,
+    DEFAULT_SLOW_CLIENT_TIMEOUT,
     ConfigError,
     Settings,
     check_redis_url,
@@ -130,6 +132,24 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         f"(default: {DEFAULT_MAX_CLIENT_FRAME})",
     )
     serve.add_argument(
+        "--max-client-buffer",
+        type=_positive,
+        default=number_from_env(int, environ, "BBB_MAX_CLIENT_BUFFER", DEFAULT_MAX_CLIENT_BUFFER),
+        metavar="BYTES",
+        help="a client this far behind gets no more events until it catches up, then one "
+        f"'resync' [env: BBB_MAX_CLIENT_BUFFER] (default: {DEFAULT_MAX_CLIENT_BUFFER})",
+    )
+    serve.add_argument(
+        "--slow-client-timeout",
+        type=float,
+        default=number_from_env(
+            float, environ, "BBB_SLOW_CLIENT_TIMEOUT", DEFAULT_SLOW_CLIENT_TIMEOUT
+        ),
+        metavar="SECONDS",
+        help="close (1013) a client that stays that far behind this long "
+        f"[env: BBB_SLOW_CLIENT_TIMEOUT] (default: {DEFAULT_SLOW_CLIENT_TIMEOUT:g})",
+    )
+    serve.add_argument(
         "--embedded-redis",
         action=argparse.BooleanOptionalAction,
         default=env_flag(environ.get("BBB_EMBEDDED_REDIS")),
@@ -205,6 +225,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         prefix=args.prefix,
         max_payload=args.max_payload,
         max_client_frame=max(args.max_client_frame, 125),  # a control frame must fit
+        max_client_buffer=max(args.max_client_buffer, 4096),
+        slow_client_timeout=max(args.slow_client_timeout, 0.1),
         embedded_redis=args.embedded_redis,
         log_level=args.log_level.upper(),
     )

@@ -18,6 +18,10 @@ DEFAULT_REDIS_URL = "redis://localhost:6379"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 DEFAULT_MAX_CLIENT_FRAME = 4096
+# Far above one burst read from Redis (256 KiB of frames at most), which a healthy
+# client may briefly hold in the buffer: only a client that stopped reading gets there.
+DEFAULT_MAX_CLIENT_BUFFER = 4 * 1024 * 1024
+DEFAULT_SLOW_CLIENT_TIMEOUT = 30.0
 
 
 class ConfigError(ValueError):
@@ -38,6 +42,11 @@ class Settings:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     #: Larger client frames close the connection with 1009 (clients send nothing yet).
     max_client_frame: int = DEFAULT_MAX_CLIENT_FRAME
+    #: A client with more than this many bytes waiting to be sent gets no more events
+    #: until it catches up (then one ``resync``), and is closed (1013) if it does not
+    #: within ``slow_client_timeout`` seconds.
+    max_client_buffer: int = DEFAULT_MAX_CLIENT_BUFFER
+    slow_client_timeout: float = DEFAULT_SLOW_CLIENT_TIMEOUT
     #: Start a private redis-server when none is configured and none answers locally.
     embedded_redis: bool = False
     log_level: str = "INFO"

@@ -32,15 +32,39 @@ class Owner(TypingProtocol):
     def on_open(self, connection: ClientConnection) -> None: ...
     def on_close(self, connection: ClientConnection) -> None: ...
     def forget(self, connection: ClientConnection) -> None: ...
+    @property
+    def resync_frame(self) -> bytes: ...
 
 
 class ClientConnection(asyncio.Protocol):
     """A client connection from accept to close; see the module docstring."""
 
-    __slots__ = ("_owner", "_timer", "last_seen", "opened", "peer", "protocol", "transport")
+    __slots__ = (
+        "_max_buffer",
+        "_owner",
+        "_slow_timeout",
+        "_timer",
+        "last_seen",
+        "opened",
+        "peer",
+        "protocol",
+        "skipped",
+        "transport",
+    )
 
-    def __init__(self, owner: Owner, *, max_size: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        owner: Owner,
+        *,
+        max_size: int,
+        clock: Callable[[], float],
+        max_buffer: int = 1024 * 1024,
+        slow_timeout: float = 30.0,
+    ) -> None:
         self._owner = owner
+        self._max_buffer = max_buffer
+        self._slow_timeout = slow_timeout
+        self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
         self.protocol = ServerProtocol(max_size=max_size)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -53,6 +77,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Past max_buffer unsent bytes asyncio calls pause_writing(): the client is lagging.
+        transport.set_write_buffer_limits(high=self._max_buffer, low=self._max_buffer // 4)
         self.peer = _peer(transport.get_extra_info("peername"))
         self._timer = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
 
@@ -71,6 +97,36 @@ class ClientConnection(asyncio.Protocol):
         self._flush()
         return None
 
+    def pause_writing(self) -> None:
+        """The client stopped reading: skip its events (bounded memory), close it if it stays."""
+        if self.skipped < 0 and self.protocol.state is State.OPEN:
+            self.skipped = 0
+            log.warning(
+                "Client %s is not reading (over %d bytes behind): skipping its events; "
+                "closing it in %.0fs unless it catches up",
+                self.peer,
+                self._max_buffer,
+                self._slow_timeout,
+            )
+            self._timer = asyncio.get_running_loop().call_later(self._slow_timeout, self._too_slow)
+
+    def resume_writing(self) -> None:
+        """The client caught up: tell it what it missed was dropped, then carry on."""
+        if self.skipped >= 0:
+            skipped, self.skipped = self.skipped, -1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            log.info("Client %s caught up; %d batches skipped, sent resync", self.peer, skipped)
+            self.write(self._owner.resync_frame)
+
+    def _too_slow(self) -> None:
+        log.warning(
+            "Client %s still not reading after %.0fs: closing (1013)", self.peer, self._slow_timeout
+        )
+        self.close(1013, "too slow")
+        self.abort_later()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()
         if self._timer is not None:
@@ -87,8 +143,10 @@ class ClientConnection(asyncio.Protocol):
         return self.protocol.close_code
 
     def write(self, data: bytes) -> None:
-        """Queue whole, already framed messages (the hub's broadcast)."""
-        if self.protocol.state is State.OPEN and self.transport is not None:
+        """Queue whole, already framed messages (the hub's broadcast); skipped while lagging."""
+        if self.skipped >= 0:
+            self.skipped += 1
+        elif self.protocol.state is State.OPEN and self.transport is not None:
             self.transport.write(data)
 
     def close(self, code: int = 1001, reason: str = "") -> None:
@@ -102,6 +160,10 @@ class ClientConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def abort_later(self) -> None:
+        """Drop the connection after the close timeout (a peer that does not read never acks)."""
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def keepalive(self, now: float, interval: float) -> None:
         """Called for every connection once per ``interval``: ping the quiet, drop the dead."""

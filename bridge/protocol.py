@@ -119,6 +119,16 @@ _FRAME_HEADS: dict[EventType, bytes] = {
 #: The greeting sent first on every connection; clients skip it.
 GREETING: bytes = b'{"type":"job-refresh","data":{"id":"connected"}}'
 
+#: Extension: "events may have been missed, refetch everything" (the web client ignores it).
+RESYNC_TYPE = "resync"
+
+
+def encode_resync(reason: str, **details: object) -> bytes:
+    """The control message announcing a gap: ``{"type":"resync","data":{"reason":...}}``."""
+    return json.dumps(
+        {"type": RESYNC_TYPE, "data": {"reason": reason, **details}}, separators=(",", ":")
+    ).encode()
+
 
 # Payload bytes that a JSON string can hold as they are: printable ASCII but " and \.
 _NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
@@ -163,6 +173,13 @@ class Greeting(NamedTuple):
     """The ``connected`` greeting: harmless, and skipped by clients."""
 
 
+class Resync(NamedTuple):
+    """The bridge says events may have been missed: refetch everything (an extension)."""
+
+    reason: str
+    data: dict[str, Any]
+
+
 class Unknown(NamedTuple):
     """Valid JSON with a ``type`` this client does not know (an extension): ignored."""
 
@@ -177,7 +194,7 @@ class Malformed(NamedTuple):
     raw: str
 
 
-Message = Event | Greeting | Unknown | Malformed
+Message = Event | Greeting | Resync | Unknown | Malformed
 
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
 _MAX_RAW = 200  # characters of a malformed frame kept for display
@@ -221,6 +238,8 @@ def _parse_json(text: str) -> Message:
         return _GREETING
     event_type = _TYPES.get(kind)
     if event_type is None:
+        if kind == RESYNC_TYPE:
+            return Resync(str(data.get("reason", "unspecified")), data)
         return Unknown(kind, data)
     value = data.get(DATA_FIELD[event_type], data.get("id", ""))
     return Event(event_type, value if isinstance(value, str) else json.dumps(value), data)

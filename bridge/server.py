@@ -15,7 +15,7 @@ from websockets.http11 import Request, Response
 from bridge.config import Settings
 from bridge.connection import ClientConnection
 from bridge.hub import Hub
-from bridge.protocol import GREETING
+from bridge.protocol import GREETING, encode_resync
 from bridge.source import RedisSource, SourceState
 from bridge.wsframes import text_frame
 
@@ -28,6 +28,7 @@ CLOSE_TIMEOUT = 1.0
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
 GREETING_FRAME = text_frame(GREETING)
+RESYNC_SLOW_CLIENT = text_frame(encode_resync("slow-client"))
 
 
 class Bridge:
@@ -118,7 +119,11 @@ class Bridge:
     def _new_connection(self) -> ClientConnection:
         loop = asyncio.get_running_loop()
         connection = ClientConnection(
-            self, max_size=self.settings.max_client_frame, clock=loop.time
+            self,
+            max_size=self.settings.max_client_frame,
+            clock=loop.time,
+            max_buffer=self.settings.max_client_buffer,
+            slow_timeout=self.settings.slow_client_timeout,
         )
         self._connections.add(connection)
         self._all_gone.clear()
@@ -149,6 +154,11 @@ class Bridge:
             connection.close_code,
             len(self.hub),
         )
+
+    @property
+    def resync_frame(self) -> bytes:
+        """What a client that fell behind receives once it catches up."""
+        return RESYNC_SLOW_CLIENT
 
     def forget(self, connection: ClientConnection) -> None:
         self._connections.discard(connection)

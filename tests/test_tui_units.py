@@ -169,3 +169,15 @@ def test_a_query_evicted_while_fetching_is_forgotten() -> None:
     assert list(cache.per_id) == [("jobs/single", "b")]
     assert cache.per_id[("jobs/single", "b")].status is QueryStatus.FRESH
     assert not cache._fetching
+
+
+def test_resync_invalidates_every_query_and_says_why() -> None:
+    """A resync from the bridge refetches everything and is logged with its reason."""
+    monitor = make_monitor()
+    monitor.cache.handle(event(EventType.SINGLE_JOB_REFRESH, "7"), now=0.0)
+    settle(monitor.cache, 0.0)
+    monitor.feed('{"type":"resync","data":{"reason":"slow-client"}}')
+    assert monitor.resyncs == 1
+    assert all(q.status is QueryStatus.FETCHING for q in monitor.cache.queries.values())
+    assert "resync from the bridge (slow-client)" in monitor.entries[-1][1]
+    assert monitor.problems == 0  # a known extension, not an unknown type
