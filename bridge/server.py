@@ -47,6 +47,7 @@ class Bridge:
             settings.prefix,
             self.hub.broadcast,
             max_payload=settings.max_payload,
+            on_gap=self._on_redis_gap,
         )
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()  # open or opening
@@ -113,6 +114,11 @@ class Bridge:
             "clients": len(self.hub),
         }
         return (HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+    def _on_redis_gap(self, down_for: float) -> None:
+        """Redis forgot what it published while we were away: every client must refetch."""
+        log.info("Sending resync to %d client(s): events may have been missed", len(self.hub))
+        self.hub.broadcast([encode_resync("redis-reconnected", down_seconds=round(down_for, 1))])
 
     # -- connections --------------------------------------------------------------
 

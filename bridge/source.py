@@ -56,8 +56,12 @@ class RedisSource:
         max_payload: int = 64 * 1024,
         backoff: Backoff | None = None,
         idle_ping_interval: float = IDLE_PING_INTERVAL,
+        on_gap: Callable[[float], None] | None = None,
     ) -> None:
         self.url = url
+        # Called with the seconds it was down when the subscription is back after a loss:
+        # whatever was published meanwhile is gone (Redis pub/sub keeps nothing).
+        self._on_gap = on_gap
         self.prefix = prefix
         self.pattern = subscription_pattern(prefix)
         self._channels = channel_table(prefix)
@@ -110,6 +114,8 @@ class RedisSource:
                 redact(self.url),
                 f"; back after {down_for:.1f}s down" if down_for is not None else "",
             )
+            if down_for is not None and self._on_gap is not None:
+                self._on_gap(down_for)
             pinged = False
             while True:
                 batch = await subscription.read_batch(self._idle_ping_interval)

@@ -202,6 +202,11 @@ async def test_redis_crash_and_restart_under_a_running_bridge(
             assert (
                 "s down" in caplog.text
             )  # the subscribed line says it is back, and after how long
+            # Events published while the subscription was down are gone: clients are told.
+            resync = await recv_json(ws)
+            assert resync["type"] == "resync"
+            assert resync["data"]["reason"] == "redis-reconnected"
+            assert resync["data"]["down_seconds"] >= 0
             await publish_once(own_redis.url, f"{prefix}job-refresh", "after-restart")
             assert await recv_json(ws) == {
                 "type": "job-refresh",
