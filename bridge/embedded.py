@@ -55,10 +55,15 @@ def find_redis_server(
 
 
 def url_answers(url: str, timeout: float = 0.5) -> bool:
-    """Return whether the Redis at ``url`` answers PING (with the URL's credentials, TLS)."""
+    """Return whether a Redis answers at ``url`` (PING with the URL's credentials and TLS).
+
+    One that refuses the credentials still counts: it is there, and using it will say why.
+    """
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         return bool(client.ping())
+    except redis.AuthenticationError:
+        return True
     except (redis.RedisError, OSError, ValueError):
         return False
     finally:
@@ -117,17 +122,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Return whether a Redis server answers PING at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            reply = sock.recv(64)
-    except OSError:
-        return False
-    return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -189,7 +183,7 @@ class RedisServer:
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
-        while not redis_answers(self.host, self.port, timeout=0.2):
+        while not url_answers(self.url, timeout=0.2):
             if self._process.poll() is not None:
                 raise EmbeddedRedisError(
                     f"redis-server exited with code {self._process.returncode} "

@@ -17,7 +17,6 @@ class Hub:
 
     def __init__(self) -> None:
         self._clients: set[ClientConnection] = set()
-        self.frames_out = 0
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -38,4 +37,3 @@ class Hub:
         data = text_frames(frames)
         for connection in self._clients:
             connection.write(data)
-        self.frames_out += len(self._clients) * len(frames)

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.embedded import RedisServer, free_port, redis_answers
+from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
 from tests.helpers import ROOT, BridgeProcess, http_get, recv_json, wait_for
 
 GREETING = {"type": "job-refresh", "data": {"id": "connected"}}
@@ -195,17 +195,17 @@ def test_help_everywhere(command: list[str]) -> None:
     assert "usage: bbb-bridge" in result.stdout
 
 
-@pytest.mark.skipif(redis_answers("127.0.0.1", 6379), reason="a Redis answers on :6379 here")
+@pytest.mark.skipif(url_answers(LOCAL_REDIS_URL), reason="a Redis answers on :6379 here")
 async def test_embedded_redis_starts_and_is_stopped_on_exit(processes: list[BridgeProcess]) -> None:
     """--embedded-redis with no Redis around starts a private one; SIGTERM leaves none behind."""
     bridge = await run_bridge(processes, "--host", "127.0.0.1", "--port", "0", "--embedded-redis")
     redis_port = int((await bridge.wait_line(r"private redis-server on port (\d+)")).group(1))
     await bridge.wait_line("Subscribed to Redis channels")
-    assert redis_answers("127.0.0.1", redis_port)
+    assert url_answers(f"redis://127.0.0.1:{redis_port}")
     bridge.send_signal(signal.SIGTERM)
     assert await bridge.wait(timeout=10) == 0
     await wait_for(
-        lambda: not redis_answers("127.0.0.1", redis_port),
+        lambda: not url_answers(f"redis://127.0.0.1:{redis_port}"),
         timeout=5,
         what="the private redis-server to stop",
     )
