@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from redis.connection import parse_url
+
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT
 
 DEFAULT_REDIS_URL = "redis://localhost:6379"
@@ -104,6 +106,10 @@ def check_redis_url(url: str) -> str:
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: no host")
+    try:  # the options too (?socket_timeout=...), as redis-py will read them
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
     return url
 
 

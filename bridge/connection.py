@@ -124,8 +124,7 @@ class ClientConnection(asyncio.Protocol):
         log.warning(
             "Client %s still not reading after %.0fs: closing (1013)", self.peer, self._slow_timeout
         )
-        self.close(1013, "too slow")
-        self.abort_later()
+        self.close(1013, "too slow")  # dropped after CLOSE_TIMEOUT if it never acknowledges
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()
@@ -160,10 +159,6 @@ class ClientConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-    def abort_later(self) -> None:
-        """Drop the connection after the close timeout (a peer that does not read never acks)."""
-        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def keepalive(self, now: float, interval: float) -> None:
         """Called for every connection once per ``interval``: ping the quiet, drop the dead."""

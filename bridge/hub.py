@@ -34,6 +34,8 @@ class Hub:
 
     def broadcast(self, frames: list[bytes]) -> None:
         """Queue a batch of UTF-8 JSON messages, in order, on every open client."""
+        if not self._clients:
+            return  # nobody to frame them for
         data = text_frames(frames)
         for connection in self._clients:
             connection.write(data)

@@ -14,8 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from bridge.backoff import Backoff
 from bridge.config import redact
 from bridge.protocol import (
@@ -85,7 +83,7 @@ class RedisSource:
         while True:
             try:
                 await self._subscribe_and_read()
-            except (TimeoutError, RedisError, OSError) as exc:
+            except (TimeoutError, OSError) as exc:  # pubsub turns Redis errors into OSErrors
                 was_up = self.state is SourceState.SUBSCRIBED
                 self._set_state(SourceState.DISCONNECTED)
                 delay = self._backoff.next_delay()

@@ -70,7 +70,9 @@ def test_redact_hides_passwords() -> None:
     assert redact("redis://h:1") == "redis://h:1"
 
 
-@pytest.mark.parametrize("url", ["http://x", "redis://h:notaport", "redis://"])
+@pytest.mark.parametrize(
+    "url", ["http://x", "redis://h:notaport", "redis://", "redis://h:1/0?socket_timeout=abc"]
+)
 def test_check_redis_url_rejects_urls_redis_cannot_use(url: str) -> None:
     """A wrong Redis URL is a one-line ConfigError."""
     with pytest.raises(ConfigError):
