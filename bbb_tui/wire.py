@@ -20,7 +20,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from bridge.connection import pump
+from bridge.connection import keep_alive, pump
 from bridge.wsframes import split_frames
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
@@ -205,13 +205,8 @@ class WireConnection(asyncio.Protocol):
 
     def _check_alive(self) -> None:
         idle = asyncio.get_running_loop().time() - self._last_data
-        if idle >= 2 * IDLE_PING:
-            self.abort()  # no data, not even a pong: the peer is gone
-            return
-        if idle >= IDLE_PING and self.protocol.state is State.OPEN:
-            self.protocol.send_ping(b"bbb")
-            self._flush()
-        self._schedule_keepalive()
+        if keep_alive(self.protocol, self._transport, idle, IDLE_PING):
+            self._schedule_keepalive()
 
     def _close_reason(self, exc: Exception | None) -> str:
         code = self.protocol.close_rcvd.code if self.protocol.close_rcvd else None

@@ -163,12 +163,8 @@ class ClientConnection(asyncio.Protocol):
     def keepalive(self, now: float, interval: float) -> None:
         """Called for every connection once per ``interval``: ping the quiet, drop the dead."""
         idle = now - self.last_seen
-        if idle >= 2 * interval:
-            log.info("Client %s did not answer a ping for %.0fs; dropping it", self.peer, idle)
-            self.abort()
-        elif idle >= interval and self.protocol.state is State.OPEN:
-            self.protocol.send_ping(b"")
-            self._flush()
+        if not keep_alive(self.protocol, self.transport, idle, interval):
+            log.info("Client %s did not answer a ping for %.0fs; dropped it", self.peer, idle)
 
     # -- internals ----------------------------------------------------------------
 
@@ -209,6 +205,23 @@ def pump(protocol: Protocol, transport: asyncio.Transport | None, close_timeout:
             transport.close()
         else:
             asyncio.get_running_loop().call_later(close_timeout, transport.abort)
+
+
+def keep_alive(
+    protocol: Protocol, transport: asyncio.Transport | None, idle: float, interval: float
+) -> bool:
+    """Ping a peer quiet for ``interval``; drop one quiet for twice that (return False).
+
+    Any data counts as a sign of life, a pong included.
+    """
+    if idle >= 2 * interval:
+        if transport is not None:
+            transport.abort()
+        return False
+    if idle >= interval and protocol.state is State.OPEN:
+        protocol.send_ping(b"")
+        pump(protocol, transport, CLOSE_TIMEOUT)
+    return True
 
 
 def _peer(address: object) -> str:

@@ -97,3 +97,37 @@ def test_text_frames_are_what_websockets_would_send(payloads: list[bytes]) -> No
     assert text_frames(payloads) == b"".join(server_frame(Opcode.TEXT, p) for p in payloads)
     for payload in payloads:
         assert text_frame(payload) == server_frame(Opcode.TEXT, payload)
+
+
+class RecordingTransport:
+    """Just enough of an asyncio.Transport to see what keep_alive writes or aborts."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_keep_alive_pings_the_quiet_and_drops_the_silent() -> None:
+    """Quiet for an interval: one ping; quiet for two: the connection is aborted."""
+    from bridge.connection import keep_alive
+
+    protocol = Protocol(Side.SERVER, state=State.OPEN)
+    transport = RecordingTransport()
+    assert keep_alive(protocol, transport, idle=5, interval=20)  # type: ignore[arg-type]
+    assert transport.written == []
+    assert keep_alive(protocol, transport, idle=21, interval=20)  # type: ignore[arg-type]
+    assert transport.written == [server_frame(Opcode.PING, b"")]
+    assert not keep_alive(protocol, transport, idle=41, interval=20)  # type: ignore[arg-type]
+    assert transport.aborted
