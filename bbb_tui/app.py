@@ -102,6 +102,7 @@ class BbbApp(App[None]):
         self._status_text = ""
         self._spark_second = -1
         self._table_at = float("-inf")
+        self._refilter_on_resume = False
 
     # -- layout ------------------------------------------------------------------
 
@@ -225,6 +226,9 @@ class BbbApp(App[None]):
 
     def action_toggle_pause(self) -> None:
         self.monitor.set_paused(not self.monitor.paused)
+        if not self.monitor.paused and self._refilter_on_resume:
+            self._refilter_on_resume = False
+            self.event_log.replace(self.monitor.replay())  # the filter changed meanwhile
         self._update_log_title()
         self.flush(force=True)  # on resume, the held lines appear now, not on the next tick
 
@@ -239,7 +243,9 @@ class BbbApp(App[None]):
     def set_filter(self, shown: frozenset[str]) -> None:
         """Show only these kinds of line; the kept lines are redrawn at once."""
         self.monitor.shown = shown
-        if not self.monitor.paused:
+        if self.monitor.paused:
+            self._refilter_on_resume = True  # a paused log does not change until resumed
+        else:
             self.event_log.replace(self.monitor.replay())
         self._update_log_title()
 

@@ -294,3 +294,22 @@ def test_cli_reads_the_frontends_environment() -> None:
     env = {"NEXT_PUBLIC_WEBSOCKET_URL": "ws://bridge:9000", "REDIS_HOST": "cache"}
     settings = settings_from(build_parser(env).parse_args([]))
     assert (settings.url, settings.redis_url) == ("ws://bridge:9000", "redis://cache:6379")
+
+
+async def test_a_filter_chosen_while_paused_applies_on_resume(
+    app_on_bridge: BbbApp, publish: Publisher
+) -> None:
+    """Changing the filter while paused leaves the log as it is; resuming applies it to all."""
+    app = app_on_bridge
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        await publish(EventType.JOB_REFRESH, "j-old")
+        await wait_for(lambda: "j-old" in log_text(app), what="the first line")
+        await pilot.press("p")
+        app.set_filter(frozenset({"queue-refresh"}))
+        assert "j-old" in log_text(app)  # paused: unchanged
+        await publish(EventType.QUEUE_REFRESH, "q-new")
+        await wait_for(lambda: app.monitor.held == 1, what="a held line")
+        await pilot.press("p")
+        assert "j-old" not in log_text(app)
+        assert "q-new" in log_text(app)
