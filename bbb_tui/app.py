@@ -96,7 +96,11 @@ class BbbApp(App[None]):
         )
         self.publisher = Publisher(self.settings.redis_url, self.settings.prefix)
         self.client = BridgeClient(
-            self.settings.url, self.monitor.feed_many, self.on_status, clock=clock
+            self.settings.url,
+            self.monitor.feed_many,
+            self.on_status,
+            resume=self.monitor.resume_point,
+            clock=clock,
         )
         self.status = self.client.status
         self._status_text = ""
@@ -145,14 +149,10 @@ class BbbApp(App[None]):
         if status.state is previous.state:
             return
         if status.state is ConnState.CONNECTED:
-            if status.connections > 1:
-                count = self.cache.invalidate_all(self._clock())
-                self.monitor.note(
-                    f"reconnected to {status.url}: invalidated all {count} queries "
-                    "(events may have been missed while disconnected)"
-                )
-            else:
-                self.monitor.note(f"connected to {status.url}")
+            # Missed events are replayed by the bridge, or announced: the monitor sees which.
+            reconnect = status.connections > 1
+            self.monitor.connected(reconnect=reconnect)
+            self.monitor.note(f"{'reconnected' if reconnect else 'connected'} to {status.url}")
         elif status.state is ConnState.RECONNECTING and previous.state is ConnState.CONNECTED:
             self.monitor.note(f"connection lost ({status.error}); reconnecting")
         elif status.state is ConnState.DISCONNECTED:

@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidURI, WebSocketException
 
 from bbb_tui.wire import WireConnection, open_connection
 from bridge.backoff import Backoff
+from bridge.protocol import ResumePoint, with_resume
 
 #: Frames larger than this close the connection (1009); the bridge sends far smaller ones.
 MAX_FRAME = 16 * 1024 * 1024
@@ -47,6 +48,9 @@ class ConnStatus:
 class BridgeClient:
     """Connect to the bridge, hand the messages of each read to ``on_frames``, reconnect forever.
 
+    Each connection asks ``resume()`` where the last one left off, and passes it on as
+    ``?since=<seq>&epoch=<epoch>`` so that the bridge replays what was missed.
+
     ``on_frames`` and ``on_status`` are plain calls made from the event loop: keep them
     cheap (append to a buffer); widgets are updated elsewhere, on a clock.
     """
@@ -58,6 +62,7 @@ class BridgeClient:
         on_status: Callable[[ConnStatus], None],
         *,
         backoff: Backoff | None = None,
+        resume: Callable[[], ResumePoint | None] = lambda: None,
         stable_after: float = 10.0,
         open_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -65,7 +70,8 @@ class BridgeClient:
         self.url = url
         self._on_frames = on_frames
         self._on_status = on_status
-        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._resume = resume  # where to resume from, asked before each connection
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0)  # the reconnect policy
         self._stable_after = stable_after
         self._open_timeout = open_timeout
         self._clock = clock
@@ -92,10 +98,10 @@ class BridgeClient:
                 continue  # reconnect requested while connected: go again at once
             if self.status.state is ConnState.DISCONNECTED:
                 return  # permanent error (bad URL): nothing to retry
-            delay = self._backoff.next_delay()
+            delay = self.backoff.next_delay()
             self._set(
                 state=ConnState.RECONNECTING,
-                attempt=self._backoff.attempt + 1,
+                attempt=self.backoff.attempt + 1,
                 connected_at=None,
                 retry_at=self._clock() + delay,
                 error=error,
@@ -123,7 +129,7 @@ class BridgeClient:
 
         try:
             connection = await open_connection(
-                self.url,
+                with_resume(self.url, self._resume()),
                 self._on_frames,
                 max_size=MAX_FRAME,
                 open_timeout=self._open_timeout,
@@ -141,9 +147,9 @@ class BridgeClient:
             self._connection = None
             connection.abort()  # a no-op once closed; on cancellation, no leaked socket
             if self._clock() - connected_at >= self._stable_after:
-                self._backoff.reset()
+                self.backoff.reset()
         if self._wake.is_set():
-            self._backoff.reset()
+            self.backoff.reset()
             self._set(state=ConnState.CONNECTING, attempt=1, connected_at=None)
             return None
         return reason

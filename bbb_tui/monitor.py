@@ -20,7 +20,9 @@ from bridge.protocol import (
     Greeting,
     Malformed,
     Message,
+    ResumePoint,
     Resync,
+    Session,
     Unknown,
     parse_frame,
 )
@@ -115,6 +117,13 @@ class Monitor:
         self.received = 0  # frames, all kinds
         self.events = 0  # well-formed events of the eight types
         self.resyncs = 0  # gaps the bridge announced
+        self.replayed = 0  # missed events the bridge replayed after a reconnect
+        # Where this client stands in the bridge's numbering, to resume from after a drop.
+        self.epoch: str | None = None
+        self.last_seq: int | None = None
+        self._reconnected = False  # connected again: a session (resume) or a refetch is due
+        self._greeted = False  # the greeting came; the session must come in the same read
+        self._replay: tuple[int, int] | None = None  # (first, last) seq being replayed
         self.by_type: Counter[str] = Counter()
         self.rate = RateMeter()
         self.entries: deque[tuple[str, str]] = deque(maxlen=capacity)  # (kind, line)
@@ -141,6 +150,7 @@ class Monitor:
         handle = self.cache.handle
         by_type = self.by_type
         events = 0
+        last: Event | None = None
         for frame in frames:
             message = parse_frame(frame)
             if type(message) is Event:
@@ -149,17 +159,26 @@ class Monitor:
                 append((kind, f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}"))
                 handle(message, now)
                 events += 1
+                last = message
             else:
                 self._other(message)
         self.events += events
         self._new += events
         if self.paused:
             self.held += events
+        if last is not None and last.seq is not None:
+            self.last_seq = last.seq
+        if self._greeted or self._replay is not None:
+            self._after_greeting()
 
     def _other(self, message: Message) -> None:
         if isinstance(message, Greeting):
+            self._greeted = True
             self._append(INFO, "greeting from the bridge (connected)")
+        elif isinstance(message, Session):
+            self._on_session(message)
         elif isinstance(message, Resync):
+            self._replay = None  # what was missed is not replayed: refetch instead
             self.resyncs += 1
             count = self.cache.invalidate_all(self._clock())
             self._append(
@@ -174,6 +193,59 @@ class Monitor:
             assert isinstance(message, Malformed)
             self.by_type[MALFORMED] += 1
             self._append(MALFORMED, f"{message.reason}: {clean(message.raw)}")
+
+    # -- resuming after a reconnect ----------------------------------------------
+
+    def connected(self, *, reconnect: bool) -> None:
+        """A connection opened; after a reconnect, what was missed must be replayed or refetched."""
+        self._reconnected = reconnect
+        self._greeted = False
+        self._replay = None
+
+    def resume_point(self) -> ResumePoint | None:
+        """Where to resume from (``?since=&epoch=``), once a bridge has said where we are."""
+        if self.epoch is None or self.last_seq is None:
+            return None
+        return ResumePoint(self.last_seq, self.epoch)
+
+    def _on_session(self, session: Session) -> None:
+        self._greeted = False
+        point = self.resume_point()  # what this connection asked to resume from
+        if self._reconnected and point is None:
+            self._refetch_all("reconnected with nothing to resume from")
+        elif self._reconnected and point is not None and point.epoch == session.epoch:
+            if session.seq > point.since:
+                # Replayed next: since+1..session.seq (unless a resync comes instead).
+                self._replay = (point.since + 1, session.seq)
+            elif session.seq == point.since:
+                self._append(INFO, "resumed: no events were missed while disconnected")
+        # Otherwise (another epoch, an odd seq) the bridge follows with a resync.
+        if not self._reconnected:
+            self._append(INFO, f"session {clean(session.epoch, 40)}, at event #{session.seq:,}")
+        self._reconnected = False
+        self.epoch, self.last_seq = session.epoch, session.seq
+
+    def _refetch_all(self, why: str) -> None:
+        count = self.cache.invalidate_all(self._clock())
+        self._append(INFO, f"{why}: events may have been missed; invalidated all {count} queries")
+
+    def _after_greeting(self) -> None:
+        """Per read, only around a (re)connect: finish a replay, or refetch without one."""
+        if self._greeted:  # a greeting but no session: a bridge that cannot resume
+            self._greeted = False
+            if self._reconnected:
+                self._reconnected = False
+                self._refetch_all("reconnected to a bridge that does not replay")
+        if self._replay is not None and self.last_seq is not None:
+            first, last = self._replay
+            if self.last_seq >= last:
+                self._replay = None
+                self.replayed += last - first + 1
+                self._append(
+                    INFO,
+                    f"resumed: replayed {last - first + 1:,} event(s) missed while "
+                    f"disconnected (seq {first:,}-{last:,}); no refetch needed",
+                )
 
     def note(self, text: str) -> None:
         """Add an informational line (connection changes, resyncs)."""

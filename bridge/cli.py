@@ -20,6 +20,8 @@ from bridge.config import (
     DEFAULT_MAX_CLIENT_FRAME,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_REDIS_URL,
+    DEFAULT_REPLAY_AGE,
+    DEFAULT_REPLAY_SIZE,
     DEFAULT_SLOW_CLIENT_TIMEOUT,
     ConfigError,
     Settings,
@@ -150,6 +152,22 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         f"[env: BBB_SLOW_CLIENT_TIMEOUT] (default: {DEFAULT_SLOW_CLIENT_TIMEOUT:g})",
     )
     serve.add_argument(
+        "--replay-size",
+        type=_positive,
+        default=number_from_env(int, environ, "BBB_REPLAY_SIZE", DEFAULT_REPLAY_SIZE),
+        metavar="EVENTS",
+        help="keep this many recent events for clients that reconnect with ?since=&epoch= "
+        f"(0: none) [env: BBB_REPLAY_SIZE] (default: {DEFAULT_REPLAY_SIZE})",
+    )
+    serve.add_argument(
+        "--replay-age",
+        type=float,
+        default=number_from_env(float, environ, "BBB_REPLAY_AGE", DEFAULT_REPLAY_AGE),
+        metavar="SECONDS",
+        help="...but none older than this; a client that missed more gets a 'resync' "
+        f"[env: BBB_REPLAY_AGE] (default: {DEFAULT_REPLAY_AGE:g})",
+    )
+    serve.add_argument(
         "--embedded-redis",
         action=argparse.BooleanOptionalAction,
         default=env_flag(environ.get("BBB_EMBEDDED_REDIS")),
@@ -227,6 +245,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_client_frame=max(args.max_client_frame, 125),  # a control frame must fit
         max_client_buffer=max(args.max_client_buffer, 4096),
         slow_client_timeout=max(args.slow_client_timeout, 0.1),
+        replay_size=args.replay_size,
+        replay_age=max(args.replay_age, 0.0),
         embedded_redis=args.embedded_redis,
         log_level=args.log_level.upper(),
     )

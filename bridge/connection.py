@@ -29,7 +29,7 @@ class Owner(TypingProtocol):
     """What a connection reports to (the bridge)."""
 
     def on_request(self, connection: ClientConnection, request: Request) -> Response | None: ...
-    def on_open(self, connection: ClientConnection) -> None: ...
+    def on_open(self, connection: ClientConnection, request: Request) -> None: ...
     def on_close(self, connection: ClientConnection) -> None: ...
     def forget(self, connection: ClientConnection) -> None: ...
     @property
@@ -179,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
         if self.protocol.state is State.OPEN:
             self.opened = True
             self._flush()  # the 101 goes out before anything the owner writes
-            self._owner.on_open(self)
+            self._owner.on_open(self, request)
         # A refusal (or a plain HTTP answer such as /healthz): the protocol closes.
 
     def _flush(self) -> None:

@@ -21,12 +21,13 @@ class Hub:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def join(self, connection: ClientConnection, greeting: bytes) -> None:
-        """Send ``greeting`` (a framed message) first, then every broadcast, to ``connection``.
+    def join(self, connection: ClientConnection, first: bytes) -> None:
+        """Send ``first`` (framed messages: greeting, session, replay), then every broadcast.
 
-        Both happen in one synchronous step, so no event can overtake the greeting.
+        Both happen in one synchronous step, so no event can overtake or repeat what
+        ``first`` holds, and none falls between the two.
         """
-        connection.write(greeting)
+        connection.write(first)
         self._clients.add(connection)
 
     def leave(self, connection: ClientConnection) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 DEFAULT_PREFIX = "bbb:ingest:events:"
 DEFAULT_WEBSOCKET_PORT = 8081
@@ -121,6 +122,15 @@ GREETING: bytes = b'{"type":"job-refresh","data":{"id":"connected"}}'
 
 #: Extension: "events may have been missed, refetch everything" (the web client ignores it).
 RESYNC_TYPE = "resync"
+#: Extension: sent right after the greeting: this bridge's epoch and the last event's ``seq``.
+SESSION_TYPE = "session"
+
+
+def encode_session(epoch: str, seq: int) -> bytes:
+    """``{"type":"session","data":{"epoch":...,"seq":<last seq>}}``: where a client stands."""
+    return json.dumps(
+        {"type": SESSION_TYPE, "data": {"epoch": epoch, "seq": seq}}, separators=(",", ":")
+    ).encode()
 
 
 def encode_resync(reason: str, **details: object) -> bytes:
@@ -134,23 +144,67 @@ def encode_resync(reason: str, **details: object) -> bytes:
 _NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
 
 
-def encode_payload_event(event_type: EventType, payload: bytes) -> bytes:
+def encode_payload_event(event_type: EventType, payload: bytes, seq: int | None = None) -> bytes:
     """The frame for a raw Redis payload: :func:`encode_event` of the decoded payload.
 
     Job ids, queue names and scheduler keys are plain ASCII; those are framed as they
     are, without decoding and re-encoding (the bridge's per-message hot path).
     """
     if _NEEDS_ESCAPING.search(payload) is None:
-        return b"".join((_FRAME_HEADS[event_type], b'"', payload, b'"}}'))
-    return encode_event(event_type, decode_payload(payload))
+        tail = b'"}}' if seq is None else b'"},"seq":%d}' % seq
+        return b"".join((_FRAME_HEADS[event_type], b'"', payload, tail))
+    return encode_event(event_type, decode_payload(payload), seq)
 
 
-def encode_event(event_type: EventType, payload: str) -> bytes:
+def encode_event(event_type: EventType, payload: str, seq: int | None = None) -> bytes:
     """Return the UTF-8 JSON frame of one event: ``{"type":"job-refresh","data":{"jobId":"7"}}``.
 
-    The output is ASCII (non-ASCII is escaped), so it is valid UTF-8 whatever the payload.
+    With ``seq`` (an extension) the frame ends ``...},"seq":42}``. The output is ASCII
+    (non-ASCII is escaped), so it is valid UTF-8 whatever the payload.
     """
-    return _FRAME_HEADS[event_type] + json.dumps(payload).encode() + b"}}"
+    tail = b"}}" if seq is None else b'},"seq":%d}' % seq
+    return _FRAME_HEADS[event_type] + json.dumps(payload).encode() + tail
+
+
+# ---------------------------------------------------------------------------
+# Resuming after a reconnect: ``ws://host:8081/?since=<seq>&epoch=<epoch>``
+
+
+class ResumePoint(NamedTuple):
+    """The last event a client received (``seq``) from the bridge run ``epoch``."""
+
+    since: int
+    epoch: str
+
+
+def parse_resume(query: str) -> ResumePoint | None:
+    """Read ``since``/``epoch`` from a request's query string; None when absent.
+
+    Raises ValueError with a one-line message when they are present but unusable.
+    """
+    params = parse_qs(query)
+    since, epoch = params.get("since"), params.get("epoch")
+    if since is None and epoch is None:
+        return None
+    if since is None or epoch is None:
+        raise ValueError("since= and epoch= go together")
+    if not (since[-1].isascii() and since[-1].isdigit()) or len(since[-1]) > 18:
+        raise ValueError("since= must be a whole number (the seq of the last event received)")
+    return ResumePoint(int(since[-1]), epoch[-1])
+
+
+def with_resume(url: str, point: ResumePoint | None) -> str:
+    """``url`` with ``since``/``epoch`` set to ``point`` (or removed when None)."""
+    parts = urlsplit(url)
+    params = [
+        (k, v)
+        for k, values in parse_qs(parts.query, keep_blank_values=True).items()
+        if k not in ("since", "epoch")
+        for v in values
+    ]
+    if point is not None:
+        params += [("since", str(point.since)), ("epoch", point.epoch)]
+    return urlunsplit(parts._replace(path=parts.path or "/", query=urlencode(params)))
 
 
 # ---------------------------------------------------------------------------
@@ -167,6 +221,7 @@ class Event(NamedTuple):
     type: EventType
     id: str
     data: dict[str, Any]
+    seq: int | None = None  # the bridge's sequence number (an extension; None if absent)
 
 
 class Greeting(NamedTuple):
@@ -178,6 +233,13 @@ class Resync(NamedTuple):
 
     reason: str
     data: dict[str, Any]
+
+
+class Session(NamedTuple):
+    """Where this connection starts: the bridge's ``epoch`` and its last ``seq`` (an extension)."""
+
+    epoch: str
+    seq: int
 
 
 class Unknown(NamedTuple):
@@ -194,14 +256,15 @@ class Malformed(NamedTuple):
     raw: str
 
 
-Message = Event | Greeting | Resync | Unknown | Malformed
+Message = Event | Greeting | Resync | Session | Unknown | Malformed
 
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
 _MAX_RAW = 200  # characters of a malformed frame kept for display
 _GREETING = Greeting()
 # The exact shape encode_event() produces, with a payload free of escapes: most frames.
 _PLAIN_FRAME = re.compile(
-    r'\{"type":"([a-z-]+)","data":\{"(jobId|queueName|schedulerKey)":"([^"\\\x00-\x1f]*)"\}\}'
+    r'\{"type":"([a-z-]+)","data":\{"(jobId|queueName|schedulerKey)":"([^"\\\x00-\x1f]*)"\}'
+    r'(?:,"seq":(0|[1-9][0-9]{0,17}))?\}'
 )
 
 
@@ -215,10 +278,10 @@ def parse_frame(frame: str | bytes) -> Message:
     text = frame.decode("utf-8", errors="replace") if isinstance(frame, bytes) else frame
     plain = _PLAIN_FRAME.fullmatch(text)
     if plain is not None:
-        kind, name, value = plain.groups()
+        kind, name, value, seq = plain.groups()
         event_type = _TYPES.get(kind)
         if event_type is not None and DATA_FIELD[event_type] == name:
-            return Event(event_type, value, {name: value})
+            return Event(event_type, value, {name: value}, None if seq is None else int(seq))
     return _parse_json(text)
 
 
@@ -240,6 +303,21 @@ def _parse_json(text: str) -> Message:
     if event_type is None:
         if kind == RESYNC_TYPE:
             return Resync(str(data.get("reason", "unspecified")), data)
+        if kind == SESSION_TYPE:
+            epoch, seq = data.get("epoch"), data.get("seq")
+            if isinstance(epoch, str) and _is_seq(seq):
+                return Session(epoch, seq)
         return Unknown(kind, data)
     value = data.get(DATA_FIELD[event_type], data.get("id", ""))
-    return Event(event_type, value if isinstance(value, str) else json.dumps(value), data)
+    seq = message.get("seq")
+    return Event(
+        event_type,
+        value if isinstance(value, str) else json.dumps(value),
+        data,
+        seq if _is_seq(seq) else None,
+    )
+
+
+def _is_seq(value: object) -> TypeGuard[int]:
+    """A sequence number as the bridge sends it: a non-negative int (not a bool)."""
+    return type(value) is int and 0 <= value < 10**18

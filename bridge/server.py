@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -15,9 +16,16 @@ from websockets.http11 import Request, Response
 from bridge.config import Settings
 from bridge.connection import ClientConnection
 from bridge.hub import Hub
-from bridge.protocol import GREETING, encode_resync
+from bridge.journal import Gap, Journal
+from bridge.protocol import (
+    GREETING,
+    EventType,
+    encode_resync,
+    encode_session,
+    parse_resume,
+)
 from bridge.source import RedisSource, SourceState
-from bridge.wsframes import text_frame
+from bridge.wsframes import text_frame, text_frames
 
 log = logging.getLogger("bridge")
 
@@ -27,7 +35,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CLOSE_TIMEOUT = 1.0
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
-GREETING_FRAME = text_frame(GREETING)
 RESYNC_SLOW_CLIENT = text_frame(encode_resync("slow-client"))
 
 
@@ -42,10 +49,11 @@ class Bridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.hub = Hub()
+        self.journal = Journal(size=settings.replay_size, max_age=settings.replay_age)
         self.source = RedisSource(
             settings.redis_url,
             settings.prefix,
-            self.hub.broadcast,
+            self._publish,
             max_payload=settings.max_payload,
             on_gap=self._on_redis_gap,
         )
@@ -115,9 +123,14 @@ class Bridge:
         }
         return (HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE), body
 
+    def _publish(self, events: list[tuple[EventType, bytes]]) -> None:
+        """The hot path: number and keep a batch of events, then send it to every client."""
+        self.hub.broadcast(self.journal.record(events))
+
     def _on_redis_gap(self, down_for: float) -> None:
         """Redis forgot what it published while we were away: every client must refetch."""
         log.info("Sending resync to %d client(s): events may have been missed", len(self.hub))
+        self.journal.mark_gap()
         self.hub.broadcast([encode_resync("redis-reconnected", down_seconds=round(down_for, 1))])
 
     # -- connections --------------------------------------------------------------
@@ -136,21 +149,35 @@ class Bridge:
         return connection
 
     def on_request(self, connection: ClientConnection, request: Request) -> Response | None:
-        """Answer ``/healthz`` as plain HTTP; anything else goes on to the WebSocket handshake."""
-        if request.path.split("?", 1)[0] != "/healthz":
-            return None
-        status, body = self.health()
-        payload = json.dumps(body).encode()
-        headers = Headers()
-        headers["Content-Type"] = "application/json"
-        headers["Cache-Control"] = "no-store"
-        headers["Content-Length"] = str(len(payload))
-        headers["Connection"] = "close"
-        return Response(status.value, status.phrase, headers, payload)
+        """Answer ``/healthz`` and refuse bad requests as plain HTTP; None: go on to upgrade."""
+        url = urlsplit(request.path)
+        if url.path == "/healthz":
+            status, body = self.health()
+            return _http_response(status, json.dumps(body), "application/json")
+        try:
+            parse_resume(url.query)
+        except ValueError as exc:
+            return _http_response(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        return None
 
-    def on_open(self, connection: ClientConnection) -> None:
-        self.hub.join(connection, GREETING_FRAME)
-        log.info("Client connected from %s (%d connected)", connection.peer, len(self.hub))
+    def on_open(self, connection: ClientConnection, request: Request) -> None:
+        """Greeting, session, then what the client missed (or a resync), then live events."""
+        journal = self.journal
+        frames = [GREETING, encode_session(journal.epoch, journal.seq)]
+        point = parse_resume(urlsplit(request.path).query)  # checked by on_request
+        resumed = ""
+        if point is not None:
+            missed = journal.missed(point)
+            if isinstance(missed, Gap):
+                frames.append(encode_resync(missed.reason, **missed.details))
+                resumed = f"; resync ({missed.reason}) instead of replay from seq {point.since}"
+            else:
+                frames += missed
+                resumed = f"; replayed {len(missed)} missed event(s) from seq {point.since}"
+        self.hub.join(connection, text_frames(frames))
+        log.info(
+            "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), resumed
+        )
 
     def on_close(self, connection: ClientConnection) -> None:
         self.hub.leave(connection)
@@ -179,3 +206,14 @@ class Bridge:
             now = loop.time()
             for connection in list(self._connections):
                 connection.keepalive(now, PING_INTERVAL)
+
+
+def _http_response(status: HTTPStatus, body: str, content_type: str = "text/plain") -> Response:
+    """A complete plain-HTTP answer that ends the connection."""
+    payload = body.encode()
+    headers = Headers()
+    headers["Content-Type"] = f"{content_type}; charset=utf-8"
+    headers["Cache-Control"] = "no-store"
+    headers["Content-Length"] = str(len(payload))
+    headers["Connection"] = "close"
+    return Response(status.value, status.phrase, headers, payload)

@@ -1,4 +1,4 @@
-"""The supervised Redis subscription: Redis pub/sub messages in, encoded frames out.
+"""The supervised Redis subscription: Redis pub/sub messages in, typed events out.
 
 This is the only module on the hot path that talks to Redis (through
 :mod:`bridge.pubsub`, which reads in bulk). It owns the one retry loop: every lost
@@ -16,13 +16,7 @@ from collections.abc import Callable
 
 from bridge.backoff import Backoff
 from bridge.config import redact
-from bridge.protocol import (
-    EventType,
-    channel_table,
-    decode_payload,
-    encode_payload_event,
-    subscription_pattern,
-)
+from bridge.protocol import EventType, channel_table, decode_payload, subscription_pattern
 from bridge.pubsub import PatternSubscription
 from bridge.throttle import LogThrottle
 
@@ -39,7 +33,7 @@ class SourceState(enum.Enum):
 
 
 class RedisSource:
-    """Subscribe to every channel under ``prefix``; hand each read's frames to ``on_frames``.
+    """Subscribe to every channel under ``prefix``; hand each read's events to ``on_events``.
 
     :meth:`run` never returns on Redis trouble: it logs, waits (capped exponential
     backoff), reconnects and resubscribes, forever, until cancelled.
@@ -49,7 +43,7 @@ class RedisSource:
         self,
         url: str,
         prefix: str,
-        on_frames: Callable[[list[bytes]], None],
+        on_events: Callable[[list[tuple[EventType, bytes]]], None],
         *,
         max_payload: int = 64 * 1024,
         backoff: Backoff | None = None,
@@ -63,7 +57,7 @@ class RedisSource:
         self.prefix = prefix
         self.pattern = subscription_pattern(prefix)
         self._channels = channel_table(prefix)
-        self._on_frames = on_frames
+        self._on_events = on_events
         self.max_payload = max_payload
         self._backoff = backoff or Backoff(base=0.25, cap=3.0)
         self._idle_ping_interval = idle_ping_interval
@@ -130,17 +124,17 @@ class RedisSource:
             await subscription.close()
 
     def handle_batch(self, messages: list[tuple[bytes, bytes]]) -> None:
-        """Map a batch of Redis messages to frames, in order, and pass them on at once.
+        """Map a batch of Redis messages to (type, payload) events, in order; pass them on at once.
 
         What does not map is dropped (and logged, rate-limited).
         """
-        frames: list[bytes] = []
-        append, encode = frames.append, encode_payload_event
+        events: list[tuple[EventType, bytes]] = []
+        append = events.append
         channels, limit = self._channels, self.max_payload
         for channel, payload in messages:
             event_type = channels.get(channel)
             if event_type is not None and len(payload) <= limit:
-                append(encode(event_type, payload))
+                append((event_type, payload))
             elif event_type is None:
                 self._drop("unknown channel", decode_payload(channel), "")
             else:
@@ -149,9 +143,9 @@ class RedisSource:
                     event_type.value,
                     f" ({len(payload)} bytes > --max-payload {limit})",
                 )
-        if frames:
-            self.events_in += len(frames)
-            self._on_frames(frames)
+        if events:
+            self.events_in += len(events)
+            self._on_events(events)
 
     def _drop(self, why: str, key: str, detail: str) -> None:
         self.dropped += 1

@@ -38,10 +38,31 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+GREETING = {"type": "job-refresh", "data": {"id": "connected"}}
+
+
 async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> Any:
     """Receive one frame and parse it as JSON."""
     frame = await asyncio.wait_for(ws.recv(), timeout)
     return json.loads(frame)
+
+
+async def recv_event(ws: ClientConnection, timeout: float = 5.0) -> Any:
+    """Receive one event; check its ``seq`` (an extension) and return it without."""
+    message = await recv_json(ws, timeout)
+    seq = message.pop("seq")
+    assert type(seq) is int and seq > 0, message
+    return message
+
+
+async def expect_greeting(ws: ClientConnection) -> dict[str, Any]:
+    """Receive the greeting and then the session message; return the session's data."""
+    assert await recv_json(ws) == GREETING
+    session = await recv_json(ws)
+    assert session["type"] == "session", session
+    assert isinstance(session["data"]["epoch"], str) and session["data"]["seq"] >= 0
+    data: dict[str, Any] = session["data"]
+    return data
 
 
 async def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:

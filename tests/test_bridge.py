@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import pytest
@@ -15,9 +14,15 @@ from bridge.embedded import RedisServer
 from bridge.protocol import DEFAULT_PREFIX, EventType
 from bridge.server import Bridge
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
-from tests.helpers import health_status, http_get, recv_json, wait_for
-
-GREETING = {"type": "job-refresh", "data": {"id": "connected"}}
+from tests.helpers import (
+    GREETING,
+    expect_greeting,
+    health_status,
+    http_get,
+    recv_event,
+    recv_json,
+    wait_for,
+)
 
 # PROTOCOL.md section 2, written out: what a browser receives for each channel.
 EXPECTED = {
@@ -39,14 +44,23 @@ def ws_url(bridge: Bridge) -> str:
 async def connected_client(bridge: Bridge) -> ClientConnection:
     """Connect and consume the greeting (asserting it)."""
     ws = await connect(ws_url(bridge))
-    assert await recv_json(ws) == GREETING
+    await expect_greeting(ws)
     return ws
 
 
-async def test_greeting_is_the_first_message(bridge: Bridge) -> None:
-    """Every new connection first receives the original's `connected` greeting."""
+async def test_greeting_then_session_come_first(bridge: Bridge, publish: Publisher) -> None:
+    """A new connection receives the original's greeting, then where the bridge's numbering is."""
     async with connect(ws_url(bridge)) as ws:
         assert await recv_json(ws) == GREETING
+        assert await recv_json(ws) == {
+            "type": "session",
+            "data": {"epoch": bridge.journal.epoch, "seq": 0},
+        }
+        await publish(EventType.JOB_REFRESH, "1")
+        assert (await recv_json(ws))["seq"] == 1
+    async with connect(ws_url(bridge)) as ws:
+        assert await recv_json(ws) == GREETING
+        assert (await recv_json(ws))["data"]["seq"] == 1
 
 
 @pytest.mark.parametrize("type_name", sorted(EXPECTED))
@@ -57,7 +71,7 @@ async def test_each_channel_maps_to_its_frame(
     field, payload = EXPECTED[type_name]
     async with await connected_client(bridge) as ws:
         assert await publish(type_name, payload) == 1
-        assert await recv_json(ws) == {"type": type_name, "data": {field: payload}}
+        assert await recv_event(ws) == {"type": type_name, "data": {field: payload}}
 
 
 async def test_default_prefix_works_with_the_original_publishers(
@@ -69,7 +83,7 @@ async def test_default_prefix_works_with_the_original_publishers(
         await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
         async with await connected_client(bridge) as ws:
             await publish.client.publish("bbb:ingest:events:job-refresh", "1")
-            assert await recv_json(ws) == {"type": "job-refresh", "data": {"jobId": "1"}}
+            assert await recv_event(ws) == {"type": "job-refresh", "data": {"jobId": "1"}}
     finally:
         await bridge.stop()
 
@@ -101,17 +115,17 @@ async def test_odd_payloads_are_delivered_or_dropped_without_harm(
     """Non-UTF-8 and empty payloads arrive intact in shape; a 1 MiB one is dropped and logged."""
     async with await connected_client(bridge) as ws:
         await publish(EventType.SINGLE_JOB_REFRESH, b"id-\xff\xfe")
-        assert await recv_json(ws) == {
+        assert await recv_event(ws) == {
             "type": "single-job-refresh",
             "data": {"jobId": "id-\ufffd\ufffd"},
         }
         await publish(EventType.QUEUE_REFRESH, b"")
-        assert await recv_json(ws) == {"type": "queue-refresh", "data": {"queueName": ""}}
+        assert await recv_event(ws) == {"type": "queue-refresh", "data": {"queueName": ""}}
         with caplog.at_level(logging.WARNING, logger="bridge.source"):
             await publish(EventType.JOB_REFRESH, b"x" * (1024 * 1024))
             await publish(EventType.JOB_REFRESH, "after")
             # The next frame is the small event: the huge one never reached the client.
-            assert await recv_json(ws) == {"type": "job-refresh", "data": {"jobId": "after"}}
+            assert await recv_event(ws) == {"type": "job-refresh", "data": {"jobId": "after"}}
         assert "payload too large" in caplog.text
         assert bridge.source.dropped == 1
 
@@ -124,7 +138,7 @@ async def test_a_large_payload_is_delivered_when_the_limit_allows(
     try:
         await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
         async with connect(ws_url(bridge), max_size=4 * 1024 * 1024) as ws:
-            assert await recv_json(ws) == GREETING
+            await expect_greeting(ws)
             await publish(EventType.JOB_REFRESH, "y" * (1024 * 1024))
             assert (await recv_json(ws))["data"]["jobId"] == "y" * (1024 * 1024)
     finally:
@@ -140,7 +154,7 @@ async def test_unknown_suffix_is_dropped_and_logged_at_most_once_a_second(
             for _ in range(50):
                 await publish("no-such-type", "x")
             await publish(EventType.JOB_REFRESH, "known")
-            assert await recv_json(ws) == {"type": "job-refresh", "data": {"jobId": "known"}}
+            assert await recv_event(ws) == {"type": "job-refresh", "data": {"jobId": "known"}}
         warnings = [r for r in caplog.records if "unknown channel" in r.getMessage()]
         assert len(warnings) == 1
         assert "no-such-type" in warnings[0].getMessage()
@@ -208,7 +222,7 @@ async def test_redis_crash_and_restart_under_a_running_bridge(
             assert resync["data"]["reason"] == "redis-reconnected"
             assert resync["data"]["down_seconds"] >= 0
             await publish_once(own_redis.url, f"{prefix}job-refresh", "after-restart")
-            assert await recv_json(ws) == {
+            assert await recv_event(ws) == {
                 "type": "job-refresh",
                 "data": {"jobId": "after-restart"},
             }
@@ -239,7 +253,7 @@ async def test_bridge_starts_while_redis_is_down(own_redis: RedisServer, prefix:
             own_redis.start()
             await bridge.source.wait_subscribed(10)
             await publish_once(own_redis.url, f"{prefix}queue-refresh", "q")
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+            assert await recv_event(ws) == {
                 "type": "queue-refresh",
                 "data": {"queueName": "q"},
             }

@@ -16,9 +16,15 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
-from tests.helpers import ROOT, BridgeProcess, http_get, recv_json, wait_for
-
-GREETING = {"type": "job-refresh", "data": {"id": "connected"}}
+from tests.helpers import (
+    GREETING,
+    ROOT,
+    BridgeProcess,
+    expect_greeting,
+    http_get,
+    recv_event,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -68,7 +74,7 @@ async def test_signal_closes_clients_with_1001_and_exits_0_quickly(
     bridge, port = await serving_bridge(processes, redis_server, prefix)
     clients = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
     for ws in clients:
-        assert await recv_json(ws) == GREETING
+        await expect_greeting(ws)
     await bridge.wait_line(r"\(3 connected\)")
     started = time.monotonic()
     bridge.send_signal(sig)
@@ -122,7 +128,7 @@ async def test_unreachable_redis_keeps_serving_and_says_so(processes: list[Bridg
     status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
     assert (status, body["redis"]) == (503, "disconnected")
     async with connect(f"ws://127.0.0.1:{port}") as ws:
-        assert await recv_json(ws) == GREETING
+        await expect_greeting(ws)
     assert "Traceback" not in bridge.output
 
 
@@ -132,13 +138,13 @@ async def test_simulate_publishes_the_four_test_events_through_the_bridge(
     """`simulate` publishes the original's four test events; a client receives all four."""
     _, port = await serving_bridge(processes, redis_server, prefix)
     async with connect(f"ws://127.0.0.1:{port}") as ws:
-        assert await recv_json(ws) == GREETING
+        await expect_greeting(ws)
         result = await asyncio.to_thread(
             run, "simulate", "--redis-url", redis_server.url, "--prefix", prefix
         )
         assert result.returncode == 0, result.stderr
         assert f"PUBLISH {prefix}job-refresh test-job-123 -> 1 subscriber(s)" in result.stdout
-        received = [await recv_json(ws) for _ in range(4)]
+        received = [await recv_event(ws) for _ in range(4)]
     assert received == [
         {"type": "job-refresh", "data": {"jobId": "test-job-123"}},
         {"type": "queue-refresh", "data": {"queueName": "test-queue"}},
@@ -152,8 +158,8 @@ async def test_simulate_load_and_tail_print_every_event(
 ) -> None:
     """`simulate --burst` publishes real-publisher bursts; `tail` prints each as a JSON line."""
     _, port = await serving_bridge(processes, redis_server, prefix)
-    # 2 bursts of (1 job-refresh + 5 single-job-refresh) = 12 events, plus the greeting.
-    tail = await run_bridge(processes, "tail", "--url", f"ws://127.0.0.1:{port}", "--count", "13")
+    # 2 bursts of (1 job-refresh + 5 single-job-refresh) = 12 events, after greeting and session.
+    tail = await run_bridge(processes, "tail", "--url", f"ws://127.0.0.1:{port}", "--count", "14")
     await tail.wait_line("Connected to")
     result = await asyncio.to_thread(
         run,
@@ -174,9 +180,12 @@ async def test_simulate_load_and_tail_print_every_event(
     assert await tail.wait(timeout=10) == 0
     messages = [json.loads(line) for line in tail.stdout_lines]
     assert messages[0] == GREETING
-    assert [m["type"] for m in messages[1:7]] == ["job-refresh"] + ["single-job-refresh"] * 5
-    assert messages[1]["data"] == {"jobId": "1"}
-    assert [m["data"]["jobId"] for m in messages[8:13]] == [f"sim-job-{i}" for i in range(6, 11)]
+    assert messages[1]["type"] == "session"
+    events = messages[2:]
+    assert [m["type"] for m in events[:6]] == ["job-refresh"] + ["single-job-refresh"] * 5
+    assert events[0]["data"] == {"jobId": "1"}
+    assert [m["data"]["jobId"] for m in events[7:12]] == [f"sim-job-{i}" for i in range(6, 11)]
+    assert [m["seq"] for m in events] == list(range(1, 13))
 
 
 def test_tail_rejects_a_wrong_url() -> None:

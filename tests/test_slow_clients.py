@@ -91,10 +91,11 @@ async def test_a_stuck_client_is_closed_and_the_others_lose_nothing(
         stuck = await lazy_client(bridge.port)
         healthy = await lazy_client(bridge.port, pause=False)
         await flood(publish, EVENTS)
-        await wait_for(lambda: len(healthy.messages()) == EVENTS + 1, 20, what="every event")
-        got = [m for m in healthy.messages()[1:]]
-        assert got == [
-            b'{"type":"single-job-refresh","data":{"jobId":"job-%06d-%s"}}' % (i, PAD.encode())
+        # The greeting and the session, then every event, numbered from 1.
+        await wait_for(lambda: len(healthy.messages()) == EVENTS + 2, 20, what="every event")
+        assert healthy.messages()[2:] == [
+            b'{"type":"single-job-refresh","data":{"jobId":"job-%06d-%s"},"seq":%d}'
+            % (i, PAD.encode(), i + 1)
             for i in range(EVENTS)
         ]
         await wait_for(lambda: "is not reading" in caplog.text, what="the lag noticed")

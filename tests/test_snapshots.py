@@ -8,7 +8,7 @@ from textual.pilot import Pilot
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState, ConnStatus
-from bridge.protocol import GREETING, EventType, encode_event
+from bridge.protocol import GREETING, EventType, encode_event, encode_session
 
 NOW = 1000.0  # the monotonic clock, frozen
 WALL = 1_795_000_000.0  # the wall clock, frozen (times shown in the log and table)
@@ -25,19 +25,18 @@ async def play_traffic(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, BbbApp)
     app.on_status(ConnStatus(ConnState.CONNECTED, URL, connected_at=NOW - 83, connections=1))
-    frames = [GREETING.decode()]
-    frames.append(encode_event(EventType.JOB_REFRESH, "1").decode())
-    for i in range(1, 6):
-        frames.append(encode_event(EventType.SINGLE_JOB_REFRESH, f"job-{i}").decode())
-    frames += [
-        encode_event(EventType.QUEUE_REFRESH, "emails").decode(),
-        encode_event(EventType.SINGLE_QUEUE_REFRESH, "payments").decode(),
-        encode_event(EventType.JOB_SCHEDULER_REFRESH, "nightly-report").decode(),
-        encode_event(EventType.JOB_LOG_REFRESH, "job-3").decode(),
-        encode_event(EventType.LOG_REFRESH, "job-3").decode(),
-        '{"type": "session", "data": {"epoch": "e1", "seq": 12}}',
-        "not json at all",
+    events = [(EventType.JOB_REFRESH, "1")]
+    events += [(EventType.SINGLE_JOB_REFRESH, f"job-{i}") for i in range(1, 6)]
+    events += [
+        (EventType.QUEUE_REFRESH, "emails"),
+        (EventType.SINGLE_QUEUE_REFRESH, "payments"),
+        (EventType.JOB_SCHEDULER_REFRESH, "nightly-report"),
+        (EventType.JOB_LOG_REFRESH, "job-3"),
+        (EventType.LOG_REFRESH, "job-3"),
     ]
+    frames = [GREETING.decode(), encode_session("6745f0a2-9c1e7b3d", 41).decode()]
+    frames += [encode_event(t, ident, 42 + n).decode() for n, (t, ident) in enumerate(events)]
+    frames += ['{"type": "queue-paused", "data": {"queueName": "emails"}}', "not json at all"]
     app.monitor.feed_many(frames)
     app.cache.tick(NOW + 1)  # every fetch done
     app.flush(force=True)

@@ -47,6 +47,10 @@ def status_text(status: ConnStatus, monitor: Monitor, now: float) -> Text:
         f"  {problems:,} unparsable/unknown",
         style="bold #e06c75" if problems else "dim",
     )
+    if monitor.replayed:
+        text.append(f"  {monitor.replayed:,} replayed", style="dim")
+    if monitor.resyncs:
+        text.append(f"  {monitor.resyncs:,} resyncs", style="#e5c07b")
     if monitor.paused:
         text.append(f"  log paused ({monitor.held:,} new)", style="bold #e5c07b")
     return text

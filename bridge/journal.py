@@ -1,0 +1,104 @@
+"""Sequence numbers and the replay ring: what a reconnecting client missed (pure, no I/O).
+
+Every event the bridge broadcasts gets the next ``seq`` of this bridge run (its
+``epoch``), and the last events are kept, by count and by age, so that a client that
+comes back with ``?since=<seq>&epoch=<epoch>`` gets exactly what it missed. When that
+is not possible (another epoch, events no longer kept, or a Redis gap since then) the
+client is told to resync instead: a gap is either filled or announced, never silent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from itertools import islice
+from typing import NamedTuple
+
+from bridge.protocol import EventType, ResumePoint, encode_payload_event
+
+
+def new_epoch() -> str:
+    """A fresh epoch: unique per bridge start, short, URL-safe."""
+    return f"{int(time.time()):x}-{secrets.token_hex(4)}"
+
+
+class Gap(NamedTuple):
+    """Why a resume point cannot be replayed: the client must refetch everything."""
+
+    reason: str
+    details: dict[str, object]
+
+
+class Journal:
+    """Numbers events and keeps the last ``size`` of them (none older than ``max_age`` s).
+
+    ``size=0`` keeps nothing: events are still numbered, and any resume point behind
+    the latest event gets a :class:`Gap`.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+        epoch: str | None = None,
+    ) -> None:
+        self.epoch = epoch or new_epoch()
+        self.seq = 0  # the last event's number; the first event is 1
+        self.max_age = max_age
+        self._clock = clock
+        self._frames: deque[bytes] = deque(maxlen=size)  # events first_seq..seq
+        self._batches: deque[tuple[float, int]] = deque()  # (time, its last seq), for max_age
+        self._gaps: deque[int] = deque()  # Redis gaps, as the seq they came after
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest event still kept (``seq + 1`` when none is)."""
+        return self.seq - len(self._frames) + 1
+
+    def record(self, events: Sequence[tuple[EventType, bytes]]) -> list[bytes]:
+        """Number, encode and keep a batch of events; return their frames, in order."""
+        seq = self.seq
+        encode = encode_payload_event
+        frames = [encode(event_type, payload, seq := seq + 1) for event_type, payload in events]
+        self.seq = seq
+        if self._frames.maxlen:
+            self._frames.extend(frames)
+            self._batches.append((self._clock(), seq))
+            self._trim()
+        return frames
+
+    def mark_gap(self) -> None:
+        """The Redis subscription was lost: events after :attr:`seq` may be missing."""
+        self._gaps.append(self.seq)
+        self._trim()
+
+    def missed(self, point: ResumePoint) -> list[bytes] | Gap:
+        """The frames after ``point``, or why they cannot be replayed."""
+        if point.epoch != self.epoch:
+            return Gap("epoch-changed", {"epoch": self.epoch})
+        if point.since > self.seq:
+            return Gap("unknown-seq", {"seq": self.seq})
+        self._trim()
+        if self._gaps and self._gaps[-1] >= point.since:
+            return Gap("redis-reconnected", {})
+        if point.since + 1 < self.first_seq:
+            return Gap("replay-unavailable", {"oldest": self.first_seq})
+        return list(islice(self._frames, point.since + 1 - self.first_seq, None))
+
+    def _trim(self) -> None:
+        """Forget events older than ``max_age``, and bookkeeping for forgotten events."""
+        frames, batches, gaps = self._frames, self._batches, self._gaps
+        too_old = self._clock() - self.max_age
+        while batches and batches[0][0] < too_old:
+            _, last = batches.popleft()
+            for _ in range(min(last - self.first_seq + 1, len(frames))):
+                frames.popleft()
+        first = self.first_seq
+        while batches and batches[0][1] < first:
+            batches.popleft()
+        while gaps and gaps[0] < first - 1:
+            gaps.popleft()
