@@ -39,6 +39,7 @@ class TuiSettings:
     prefix: str = DEFAULT_PREFIX
     fetch_latency: float = 0.15
     log_lines: int = 2000
+    token: str | None = None  # for a bridge run with --auth-secret
 
 
 class BbbApp(App[None]):
@@ -100,6 +101,7 @@ class BbbApp(App[None]):
             self.monitor.feed_many,
             self.on_status,
             resume=self.monitor.resume_point,
+            token=self.settings.token,
             clock=clock,
         )
         self.status = self.client.status

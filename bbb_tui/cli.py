@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.demo import DEFAULT_DEMO_RATE, Demo, LogToMonitor
-from bridge.cli import add_redis_options, websocket_url_from_env
+from bridge.cli import add_redis_options, add_token, websocket_url_from_env
 from bridge.config import (
     DEFAULT_REDIS_URL,
     ConfigError,
@@ -39,6 +39,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="bridge WebSocket URL [env: BBB_WEBSOCKET_URL, NEXT_PUBLIC_WEBSOCKET_URL, "
         f"WEBSOCKET_URL] (default: {DEFAULT_WEBSOCKET_URL})",
     )
+    add_token(parser, environ)
     add_redis_options(parser, environ, purpose="the test-event keys publish to")
     parser.add_argument(
         "--fetch-latency",
@@ -89,6 +90,7 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         prefix=args.prefix,
         fetch_latency=args.fetch_latency,
         log_lines=args.log_lines,
+        token=args.token,
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from websockets.exceptions import InvalidURI, WebSocketException
 
-from bbb_tui.wire import WireConnection, open_connection
+from bbb_tui.wire import Refused, WireConnection, open_connection
 from bridge.backoff import Backoff
 from bridge.protocol import ResumePoint, with_resume
 
@@ -63,6 +63,7 @@ class BridgeClient:
         *,
         backoff: Backoff | None = None,
         resume: Callable[[], ResumePoint | None] = lambda: None,
+        token: str | None = None,
         stable_after: float = 10.0,
         open_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -71,6 +72,7 @@ class BridgeClient:
         self._on_frames = on_frames
         self._on_status = on_status
         self._resume = resume  # where to resume from, asked before each connection
+        self._token = token
         self.backoff = backoff or Backoff(base=0.5, cap=30.0)  # the reconnect policy
         self._stable_after = stable_after
         self._open_timeout = open_timeout
@@ -134,9 +136,13 @@ class BridgeClient:
                 max_size=MAX_FRAME,
                 open_timeout=self._open_timeout,
                 on_open=opened,
+                token=self._token,
             )
         except (InvalidURI, ValueError) as exc:
             self._set(state=ConnState.DISCONNECTED, error=f"invalid URL: {exc}")
+            return str(exc)
+        except Refused as exc:  # retrying cannot fix a wrong token or origin
+            self._set(state=ConnState.DISCONNECTED, error=str(exc))
             return str(exc)
         except (TimeoutError, OSError, WebSocketException) as exc:
             return _describe(exc)

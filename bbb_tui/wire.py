@@ -36,6 +36,10 @@ class HandshakeFailed(ConnectionError):
     """The server did not accept the WebSocket upgrade (the message says how)."""
 
 
+class Refused(HandshakeFailed):
+    """The bridge said no for good (401: the token, 403: the origin): retrying will not help."""
+
+
 class WireConnection(asyncio.Protocol):
     """One client connection; the messages of each network read go to ``on_frames``.
 
@@ -50,8 +54,10 @@ class WireConnection(asyncio.Protocol):
         *,
         max_size: int,
         on_open: Callable[[], None] | None = None,
+        token: str | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
+        self._token = token
         self.protocol = ClientProtocol(parse_uri(url), max_size=max_size)
         self._on_frames = on_frames
         self._on_open = on_open
@@ -70,7 +76,10 @@ class WireConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self.protocol.send_request(self.protocol.connect())
+        request = self.protocol.connect()
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        self.protocol.send_request(request)
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -191,8 +200,11 @@ class WireConnection(asyncio.Protocol):
         if exc is None:
             return None
         if isinstance(exc, InvalidStatus):
-            status = exc.response.status_code
-            return HandshakeFailed(f"bridge refused the connection: HTTP {status}")
+            response = exc.response
+            why = response.body.decode(errors="replace").strip()[:120] if response.body else ""
+            text = f"bridge refused the connection: HTTP {response.status_code}"
+            text += f" ({why})" if why else ""
+            return Refused(text) if response.status_code in (401, 403) else HandshakeFailed(text)
         if isinstance(exc, InvalidHandshake):
             return HandshakeFailed(f"not a WebSocket server: {exc}")
         return HandshakeFailed(str(exc))
@@ -225,6 +237,7 @@ async def open_connection(
     max_size: int,
     open_timeout: float,
     on_open: Callable[[], None] | None = None,
+    token: str | None = None,
 ) -> WireConnection:
     """Connect and complete the handshake; raise OSError/TimeoutError/HandshakeFailed."""
     uri = parse_uri(url)
@@ -232,7 +245,7 @@ async def open_connection(
     context = ssl.create_default_context() if uri.secure else None
     async with asyncio.timeout(open_timeout):
         transport, connection = await loop.create_connection(
-            lambda: WireConnection(url, on_frames, max_size=max_size, on_open=on_open),
+            lambda: WireConnection(url, on_frames, max_size=max_size, on_open=on_open, token=token),
             uri.host,
             uri.port,
             ssl=context,

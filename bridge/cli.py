@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bridge.auth import DEFAULT_TTL, issue_token, parse_origins, secret_problem
 from bridge.config import (
     DEFAULT_MAX_CLIENT_BUFFER,
     DEFAULT_MAX_CLIENT_FRAME,
@@ -36,7 +37,7 @@ from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, EventType
 
 log = logging.getLogger("bridge")
 
-COMMANDS = ("serve", "simulate", "tail")
+COMMANDS = ("serve", "simulate", "tail", "token")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -77,6 +78,25 @@ def add_redis_options(
         "--prefix",
         default=environ.get("BBB_EVENTS_PREFIX", DEFAULT_PREFIX),
         help=f"Redis channel prefix [env: BBB_EVENTS_PREFIX] (default: {DEFAULT_PREFIX})",
+    )
+
+
+def add_auth_secret(parser: argparse.ArgumentParser, environ: Mapping[str, str], help: str) -> None:
+    parser.add_argument(
+        "--auth-secret",
+        default=environ.get("BBB_AUTH_SECRET") or None,
+        metavar="SECRET",
+        help=f"{help} (at least 32 bytes; prefer the environment variable, which "
+        "'ps' does not show) [env: BBB_AUTH_SECRET]",
+    )
+
+
+def add_token(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    parser.add_argument(
+        "--token",
+        default=environ.get("BBB_TOKEN") or None,
+        help="token for a bridge that requires one ('bbb-bridge token' makes one), "
+        "sent as Authorization: Bearer [env: BBB_TOKEN]",
     )
 
 
@@ -167,6 +187,33 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="...but none older than this; a client that missed more gets a 'resync' "
         f"[env: BBB_REPLAY_AGE] (default: {DEFAULT_REPLAY_AGE:g})",
     )
+    add_auth_secret(
+        serve, environ, "require clients to present a token signed with this (HTTP 401 otherwise)"
+    )
+    serve.add_argument(
+        "--allowed-origins",
+        default=environ.get("BBB_ALLOWED_ORIGINS") or None,
+        metavar="ORIGINS",
+        help="comma-separated origins whose browser pages may connect, e.g. "
+        "https://bbb.example.com; others get HTTP 403 [env: BBB_ALLOWED_ORIGINS] "
+        "(default: any)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=number_from_env(int, environ, "BBB_MAX_CONNECTIONS", 0),
+        metavar="N",
+        help="refuse connections past N open ones with HTTP 503 [env: BBB_MAX_CONNECTIONS] "
+        "(default: 0, no limit)",
+    )
+    serve.add_argument(
+        "--max-client-rate",
+        type=float,
+        default=number_from_env(float, environ, "BBB_MAX_CLIENT_RATE", 0.0),
+        metavar="FRAMES",
+        help="close (1008) clients that send more frames per second than this, over a "
+        "burst of twice as many [env: BBB_MAX_CLIENT_RATE] (default: 0, no limit)",
+    )
     serve.add_argument(
         "--embedded-redis",
         action=argparse.BooleanOptionalAction,
@@ -225,7 +272,25 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     tail.add_argument(
         "--count", type=_positive, default=0, help="exit after N messages (default: never)"
     )
+    add_token(tail, environ)
     add_log_level(tail, environ)
+
+    token = commands.add_parser(
+        "token",
+        help="print a token for a bridge run with --auth-secret",
+        description="Sign a token with the bridge's secret and print it on the last line of "
+        "stdout. Clients pass it as ?token=... or Authorization: Bearer ... "
+        "(bbb-tui --token / BBB_TOKEN).",
+    )
+    add_auth_secret(token, environ, "the bridge's secret")
+    token.add_argument(
+        "--ttl",
+        type=float,
+        default=DEFAULT_TTL,
+        metavar="SECONDS",
+        help=f"valid for this long; 0 for no expiry (default: {DEFAULT_TTL:g})",
+    )
+    token.add_argument("--sub", default=None, help="who the token is for (its 'sub' claim)")
     return parser
 
 
@@ -235,6 +300,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"port must be 0-65535, got {args.port}")
     if not args.prefix:
         raise ConfigError("the channel prefix must not be empty")
+    if args.auth_secret is not None and (problem := secret_problem(args.auth_secret)):
+        raise ConfigError(problem)
+    origins = parse_origins(args.allowed_origins) if args.allowed_origins else None
+    if args.allowed_origins is not None and not origins:
+        raise ConfigError("--allowed-origins lists no origin")
     return Settings(
         host=args.host,
         port=args.port,
@@ -247,6 +317,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         slow_client_timeout=max(args.slow_client_timeout, 0.1),
         replay_size=args.replay_size,
         replay_age=max(args.replay_age, 0.0),
+        auth_secret=args.auth_secret,
+        allowed_origins=origins,
+        max_connections=args.max_connections,
+        max_client_rate=max(args.max_client_rate, 0.0),
         embedded_redis=args.embedded_redis,
         log_level=args.log_level.upper(),
     )
@@ -277,6 +351,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"bbb-bridge: error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(args_list)
+    if args.command == "token":
+        return _token(args)
     if args.log_level not in LOG_LEVELS:  # a bad BBB_LOG_LEVEL skips argparse's choices check
         parser.error(
             f"BBB_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
@@ -288,13 +364,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command == "tail":
             from bridge.tail import tail
 
-            return asyncio.run(tail(args.url, count=args.count))
+            return asyncio.run(tail(args.url, count=args.count, token=args.token))
         return _serve(settings_from(args))
     except ConfigError as exc:
         print(f"bbb-bridge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _token(args: argparse.Namespace) -> int:
+    """Print a token signed with the secret; details on stderr, the token alone on stdout."""
+    if not args.auth_secret:
+        print("bbb-bridge: error: token needs --auth-secret or BBB_AUTH_SECRET", file=sys.stderr)
+        return 2
+    if problem := secret_problem(args.auth_secret):
+        print(f"bbb-bridge: error: {problem}", file=sys.stderr)
+        return 2
+    ttl = args.ttl if args.ttl > 0 else None
+    expiry = f"expires in {args.ttl:g}s" if ttl else "never expires"
+    print(f"token for {args.sub or 'any client'}; {expiry}", file=sys.stderr)
+    print(issue_token(args.auth_secret, ttl=ttl, subject=args.sub))
+    return 0
 
 
 def _serve(settings: Settings) -> int:

@@ -56,6 +56,15 @@ class Settings:
     #: none older than ``replay_age`` seconds (0: keep none; such clients get a resync).
     replay_size: int = DEFAULT_REPLAY_SIZE
     replay_age: float = DEFAULT_REPLAY_AGE
+    #: With a secret, clients must present a token it signed (else HTTP 401).
+    auth_secret: str | None = None
+    #: With a set, browser pages from other origins are refused (HTTP 403).
+    allowed_origins: frozenset[str] | None = None
+    #: Past this many open connections, new ones get HTTP 503 (0: no limit).
+    max_connections: int = 0
+    #: Clients sending more frames per second than this (over a burst of twice that)
+    #: are closed with 1008 (0: no limit).
+    max_client_rate: float = 0.0
     #: Start a private redis-server when none is configured and none answers locally.
     embedded_redis: bool = False
     log_level: str = "INFO"

@@ -40,7 +40,9 @@ class ClientConnection(asyncio.Protocol):
     """A client connection from accept to close; see the module docstring."""
 
     __slots__ = (
+        "_allowance",
         "_max_buffer",
+        "_max_rate",
         "_owner",
         "_slow_timeout",
         "_timer",
@@ -60,8 +62,12 @@ class ClientConnection(asyncio.Protocol):
         clock: Callable[[], float],
         max_buffer: int = 1024 * 1024,
         slow_timeout: float = 30.0,
+        max_rate: float = 0.0,
     ) -> None:
         self._owner = owner
+        # Frames a client may send: refilled at max_rate per second, up to a burst of 2x.
+        self._max_rate = max_rate
+        self._allowance = 2 * max_rate
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
         self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
@@ -83,14 +89,30 @@ class ClientConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
 
     def data_received(self, data: bytes) -> None:
-        self.last_seen = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        elapsed, self.last_seen = now - self.last_seen, now
         self.protocol.receive_data(data)
+        frames = 0
         for event in self.protocol.events_received():
             if isinstance(event, Request):
                 self._on_request(event)
+            else:
+                frames += 1
             # Frames from clients (text, binary, pongs) need no action: the protocol
             # answers pings and closes, and fails the connection (1009) above max_size.
+        if frames and self._max_rate:
+            self._spend(frames, elapsed)
         self._flush()
+
+    def _spend(self, frames: int, elapsed: float) -> None:
+        """Token bucket on client frames: past the rate (and burst), close with 1008."""
+        self._allowance = min(self._allowance + elapsed * self._max_rate, 2 * self._max_rate)
+        self._allowance -= frames
+        if self._allowance < 0 and self.protocol.state is State.OPEN:
+            log.warning(
+                "Client %s sends more than %g frames/s: closing (1008)", self.peer, self._max_rate
+            )
+            self.protocol.send_close(1008, "too many messages")
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()

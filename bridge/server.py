@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from bridge.auth import AuthError, origin_allowed, token_from, verify_token
 from bridge.config import Settings
 from bridge.connection import ClientConnection
 from bridge.hub import Hub
@@ -25,6 +26,7 @@ from bridge.protocol import (
     parse_resume,
 )
 from bridge.source import RedisSource, SourceState
+from bridge.throttle import LogThrottle
 from bridge.wsframes import text_frame, text_frames
 
 log = logging.getLogger("bridge")
@@ -61,6 +63,7 @@ class Bridge:
         self._connections: set[ClientConnection] = set()  # open or opening
         self._all_gone = asyncio.Event()  # set whenever _connections is empty
         self._tasks: list[asyncio.Task[None]] = []
+        self._refusals = LogThrottle(1.0)
 
     @property
     def port(self) -> int:
@@ -143,22 +146,58 @@ class Bridge:
             clock=loop.time,
             max_buffer=self.settings.max_client_buffer,
             slow_timeout=self.settings.slow_client_timeout,
+            max_rate=self.settings.max_client_rate,
         )
         self._connections.add(connection)
         self._all_gone.clear()
         return connection
 
     def on_request(self, connection: ClientConnection, request: Request) -> Response | None:
-        """Answer ``/healthz`` and refuse bad requests as plain HTTP; None: go on to upgrade."""
+        """Answer ``/healthz`` and refuse requests as plain HTTP; None: go on to the upgrade.
+
+        Refusals come before the upgrade, so a refused client never receives a frame.
+        """
         url = urlsplit(request.path)
-        if url.path == "/healthz":
+        if url.path == "/healthz":  # open to all: says nothing a stranger could use
             status, body = self.health()
             return _http_response(status, json.dumps(body), "application/json")
+        settings = self.settings
+        origin = request.headers.get("Origin")
+        if settings.allowed_origins is not None and not origin_allowed(
+            origin, settings.allowed_origins
+        ):
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, f"origin {origin!r} not allowed")
+        if settings.auth_secret is not None:
+            token = token_from(request.path, request.headers.get("Authorization"))
+            try:
+                verify_token(settings.auth_secret, token)
+            except AuthError as exc:
+                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, str(exc))
+        if settings.max_connections and len(self.hub) >= settings.max_connections:
+            return self._refuse(
+                connection,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"too many connections (--max-connections {settings.max_connections})",
+            )
         try:
             parse_resume(url.query)
         except ValueError as exc:
-            return _http_response(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, str(exc))
         return None
+
+    def _refuse(self, connection: ClientConnection, status: HTTPStatus, why: str) -> Response:
+        suppressed = self._refusals.allow(f"{status.value}")
+        if suppressed is not None:
+            more = f" (+{suppressed} more since last report)" if suppressed else ""
+            log.warning(
+                "Refused %s: %d %s: %s%s", connection.peer, status, status.phrase, why, more
+            )
+        response = _http_response(status, f"{why}\n")
+        if status is HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="bbb-bridge"'
+        elif status is HTTPStatus.SERVICE_UNAVAILABLE:
+            response.headers["Retry-After"] = "5"
+        return response
 
     def on_open(self, connection: ClientConnection, request: Request) -> None:
         """Greeting, session, then what the client missed (or a resync), then live events."""

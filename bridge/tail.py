@@ -9,7 +9,7 @@ import sys
 from typing import TextIO
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
 from bridge.backoff import Backoff
 
@@ -24,13 +24,22 @@ def as_json_line(frame: str | bytes) -> str | None:
         return None
 
 
-async def tail(url: str, *, count: int = 0, out: TextIO = sys.stdout) -> int:
+#: Refusals that retrying cannot fix: the token or the origin is wrong.
+PERMANENT = {401: "unauthorized", 403: "forbidden"}
+
+
+async def tail(
+    url: str, *, count: int = 0, token: str | None = None, out: TextIO = sys.stdout
+) -> int:
     """Print every message from ``url``, reconnecting forever; stop after ``count`` if > 0."""
     backoff = Backoff(base=0.5, cap=30.0)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     received = 0
     while True:
         try:
-            async with connect(url, open_timeout=5, max_size=2**24) as ws:
+            async with connect(
+                url, open_timeout=5, max_size=2**24, additional_headers=headers
+            ) as ws:
                 log.info("Connected to %s", url)
                 backoff.reset()
                 async for frame in ws:
@@ -46,6 +55,16 @@ async def tail(url: str, *, count: int = 0, out: TextIO = sys.stdout) -> int:
         except InvalidURI as exc:
             log.error("invalid URL %r: %s", url, exc)
             return 2
+        except InvalidStatus as exc:
+            response = exc.response
+            if response.status_code not in PERMANENT:
+                reason = f"HTTP {response.status_code}"
+            else:
+                why = response.body.decode(errors="replace").strip()[:200] if response.body else ""
+                log.error(
+                    "The bridge refused the connection: HTTP %d %s", response.status_code, why
+                )
+                return 1
         except (TimeoutError, OSError, InvalidHandshake, WebSocketException) as exc:
             reason = str(exc) or type(exc).__name__
         delay = backoff.next_delay()

@@ -6,8 +6,6 @@ import asyncio
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -18,11 +16,11 @@ from websockets.exceptions import ConnectionClosed
 from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
 from tests.helpers import (
     GREETING,
-    ROOT,
     BridgeProcess,
     expect_greeting,
     http_get,
     recv_event,
+    run,
     wait_for,
 )
 
@@ -53,17 +51,6 @@ async def serving_bridge(
     port = await bridge.listening_port()
     await bridge.wait_line("Subscribed to Redis channels")
     return bridge, port
-
-
-def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -1,0 +1,84 @@
+"""Who may connect: signed tokens (HS256 JWT, via PyJWT) and browser origins. No I/O.
+
+A client presents its token as ``?token=`` (browsers cannot set headers on a
+WebSocket) or ``Authorization: Bearer``. The bridge checks it before the upgrade, so
+an unauthenticated client gets an HTTP 401 and never a frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+
+ALGORITHM = "HS256"
+#: RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+MIN_SECRET_BYTES = 32
+DEFAULT_TTL = 24 * 3600.0
+NEW_SECRET_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class AuthError(Exception):
+    """Why a token was refused, in a few words (sent back in the 401's body)."""
+
+
+def secret_problem(secret: str) -> str | None:
+    """What is wrong with ``secret`` as an HS256 key, or None."""
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return (
+            f"the auth secret must be at least {MIN_SECRET_BYTES} bytes long; "
+            f"make one with: {NEW_SECRET_HINT}"
+        )
+    return None
+
+
+def issue_token(secret: str, *, ttl: float | None = DEFAULT_TTL, subject: str | None = None) -> str:
+    """A signed token; it expires after ``ttl`` seconds (never, with None)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"iat": now}
+    if ttl is not None:
+        claims["exp"] = now + int(ttl)
+    if subject:
+        claims["sub"] = subject
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str | None) -> dict[str, Any]:
+    """The token's claims if ``secret`` signed it and it has not expired; else AuthError."""
+    if not token:
+        raise AuthError("missing token (?token= or Authorization: Bearer)")
+    try:
+        claims: dict[str, Any] = jwt.decode(token, secret, algorithms=[ALGORITHM])
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token ({exc})"[:120]) from None
+    return claims
+
+
+def token_from(path: str, authorization: str | None) -> str | None:
+    """The token a request presents: ``Authorization: Bearer <t>`` first, then ``?token=``."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    tokens = parse_qs(urlsplit(path).query).get("token")
+    return tokens[-1] if tokens else None
+
+
+def normalize_origin(origin: str) -> str:
+    """``HTTPS://App.Example.com/`` and ``https://app.example.com`` are the same origin."""
+    return origin.strip().rstrip("/").lower()
+
+
+def parse_origins(text: str) -> frozenset[str]:
+    """A comma- or space-separated list of origins, e.g. ``https://a.example,https://b.example``."""
+    return frozenset(normalize_origin(o) for o in text.replace(",", " ").split() if o.strip())
+
+
+def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
+    """Browsers always send ``Origin``; a request without one is not from a browser page."""
+    return origin is None or normalize_origin(origin) in allowed
