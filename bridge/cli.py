@@ -20,6 +20,7 @@ from bridge.config import (
     DEFAULT_MAX_CLIENT_BUFFER,
     DEFAULT_MAX_CLIENT_FRAME,
     DEFAULT_MAX_PAYLOAD,
+    DEFAULT_REDIS_TIMEOUT,
     DEFAULT_REDIS_URL,
     DEFAULT_REPLAY_AGE,
     DEFAULT_REPLAY_SIZE,
@@ -137,6 +138,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add_redis_options(serve, environ, purpose="to subscribe to")
     add_log_level(serve, environ)
+    serve.add_argument(
+        "--redis-timeout",
+        type=float,
+        default=number_from_env(float, environ, "BBB_REDIS_TIMEOUT", DEFAULT_REDIS_TIMEOUT),
+        metavar="SECONDS",
+        help="a Redis that answers nothing (not even a PING) for this long is reconnected to, "
+        f"and clients resync [env: BBB_REDIS_TIMEOUT] (default: {DEFAULT_REDIS_TIMEOUT:g})",
+    )
     serve.add_argument(
         "--max-payload",
         type=_positive,
@@ -316,6 +325,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_client_buffer=max(args.max_client_buffer, 4096),
         slow_client_timeout=max(args.slow_client_timeout, 0.1),
         replay_size=args.replay_size,
+        redis_timeout=max(args.redis_timeout, 0.2),
         replay_age=max(args.replay_age, 0.0),
         auth_secret=args.auth_secret,
         allowed_origins=origins,

@@ -24,6 +24,7 @@ DEFAULT_MAX_CLIENT_FRAME = 4096
 # client may briefly hold in the buffer: only a client that stopped reading gets there.
 DEFAULT_MAX_CLIENT_BUFFER = 4 * 1024 * 1024
 DEFAULT_SLOW_CLIENT_TIMEOUT = 30.0
+DEFAULT_REDIS_TIMEOUT = 3.0
 # A few seconds of a heavy burst, or minutes of ordinary traffic: ~1.5 MiB at most.
 DEFAULT_REPLAY_SIZE = 10_000
 DEFAULT_REPLAY_AGE = 300.0
@@ -52,6 +53,8 @@ class Settings:
     #: within ``slow_client_timeout`` seconds.
     max_client_buffer: int = DEFAULT_MAX_CLIENT_BUFFER
     slow_client_timeout: float = DEFAULT_SLOW_CLIENT_TIMEOUT
+    #: A Redis silent this long (PINGed halfway) is reconnected to, and clients resync.
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     #: Events kept for clients that reconnect with ``?since=&epoch=``: at most this many,
     #: none older than ``replay_age`` seconds (0: keep none; such clients get a resync).
     replay_size: int = DEFAULT_REPLAY_SIZE

@@ -58,6 +58,7 @@ class Bridge:
             self._publish,
             max_payload=settings.max_payload,
             on_gap=self._on_redis_gap,
+            stall_timeout=settings.redis_timeout,
         )
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()  # open or opening

@@ -22,8 +22,14 @@ from bridge.throttle import LogThrottle
 
 log = logging.getLogger("bridge.source")
 
-#: With no traffic for this long, PING Redis; with none for twice as long, give up on it.
-IDLE_PING_INTERVAL = 5.0
+#: A Redis silent this long (no event, no answer to a PING sent halfway) is given up on:
+#: reconnect, resubscribe and tell clients to resync, rather than wait on a frozen server.
+STALL_TIMEOUT = 3.0
+#: While Redis is down, retry at least this often: clients get their resync within
+#: about this long of Redis answering again.
+RETRY_CAP = 0.5
+#: While Redis stays down, say so at most this often.
+DOWN_LOG_INTERVAL = 30.0
 
 
 class SourceState(enum.Enum):
@@ -47,7 +53,7 @@ class RedisSource:
         *,
         max_payload: int = 64 * 1024,
         backoff: Backoff | None = None,
-        idle_ping_interval: float = IDLE_PING_INTERVAL,
+        stall_timeout: float = STALL_TIMEOUT,
         on_gap: Callable[[float], None] | None = None,
     ) -> None:
         self.url = url
@@ -59,9 +65,10 @@ class RedisSource:
         self._channels = channel_table(prefix)
         self._on_events = on_events
         self.max_payload = max_payload
-        self._backoff = backoff or Backoff(base=0.25, cap=3.0)
-        self._idle_ping_interval = idle_ping_interval
+        self._backoff = backoff or Backoff(base=0.1, cap=RETRY_CAP)
+        self._stall_timeout = stall_timeout
         self._throttle = LogThrottle(1.0)
+        self._down_log = LogThrottle(DOWN_LOG_INTERVAL)
         self.state = SourceState.CONNECTING
         self.subscribed = asyncio.Event()
         self._down_since: float | None = None
@@ -84,12 +91,12 @@ class RedisSource:
                 reason = _describe(exc)
                 if was_up:
                     log.warning("Lost Redis connection (%s); reconnecting in %.1fs", reason, delay)
-                elif self._backoff.attempt == 1 or self._backoff.attempt % 10 == 0:
+                elif self._down_log.allow("down") is not None:
                     log.warning(
-                        "Redis at %s unavailable (%s); retrying in %.1fs (attempt %d)",
+                        "Redis at %s unavailable (%s); retrying every %.1fs at most (attempt %d)",
                         redact(self.url),
                         reason,
-                        delay,
+                        self._backoff.cap,
                         self._backoff.attempt,
                     )
                 await asyncio.sleep(delay)
@@ -98,6 +105,7 @@ class RedisSource:
         subscription = await PatternSubscription.open(self.url, self.pattern)
         try:
             self._backoff.reset()
+            self._down_log = LogThrottle(DOWN_LOG_INTERVAL)  # the next outage is news again
             down_for = self._set_state(SourceState.SUBSCRIBED)
             log.info(
                 "Subscribed to Redis channels %s (%s) at %s%s",
@@ -109,11 +117,12 @@ class RedisSource:
             if down_for is not None and self._on_gap is not None:
                 self._on_gap(down_for)
             pinged = False
+            half = self._stall_timeout / 2
             while True:
-                batch = await subscription.read_batch(self._idle_ping_interval)
+                batch = await subscription.read_batch(half)
                 if batch is None:
                     if pinged:
-                        raise TimeoutError(f"no answer to PING in {self._idle_ping_interval:.0f}s")
+                        raise TimeoutError(f"Redis silent for {self._stall_timeout:g}s")
                     subscription.ping()
                     pinged = True
                     continue

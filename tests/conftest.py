@@ -12,6 +12,7 @@ from bridge.config import Settings
 from bridge.embedded import RedisServer
 from bridge.protocol import EventType, channel_name
 from bridge.server import Bridge
+from tests.helpers import BridgeProcess
 
 SUBSCRIBE_TIMEOUT = 10.0
 
@@ -83,3 +84,19 @@ class Publisher:
 @pytest.fixture
 def publish(redis_client: aioredis.Redis, prefix: str) -> Publisher:
     return Publisher(redis_client, prefix)
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[BridgeProcess]]:
+    """Bridges started by a test as child processes; killed at the end whatever happened."""
+    started: list[BridgeProcess] = []
+    yield started
+    for process in started:
+        await process.close()
+
+
+async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProcess:
+    """``python -m bridge *args`` as a child process, cleaned up by ``processes``."""
+    process = await BridgeProcess(*args).start()
+    processes.append(process)
+    return process

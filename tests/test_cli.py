@@ -7,13 +7,13 @@ import json
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
+from tests.conftest import run_bridge
 from tests.helpers import (
     GREETING,
     BridgeProcess,
@@ -23,21 +23,6 @@ from tests.helpers import (
     run,
     wait_for,
 )
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[BridgeProcess]]:
-    """Bridges started by a test; killed at the end whatever happened."""
-    started: list[BridgeProcess] = []
-    yield started
-    for process in started:
-        await process.close()
-
-
-async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProcess:
-    process = await BridgeProcess(*args).start()
-    processes.append(process)
-    return process
 
 
 async def serving_bridge(
