@@ -1,17 +1,18 @@
-"""Cheap clients for the fan-out benchmark: they count bytes, not frames.
+"""Cheap clients for the fan-out benchmark (and the stuck-client test): they count, not parse.
 
     python -m bench.clients ws  --url ws://127.0.0.1:P   --clients N
     python -m bench.clients redis --port P --channel C   --clients N
 
-Every event of a run has a payload of the same size, so its frame (or Redis reply)
-has a known size and ``bytes / size`` is the count: no parsing per message, so the
-clients are not the bottleneck. One extra "probe" connection parses everything and
-measures latency from the publish timestamp carried in each payload
-(``time.monotonic_ns()``, comparable across processes on Linux).
+Every event of a run is a ``single-job-refresh``, and that word appears exactly once
+per event, whether in a bridge's frame or in a Redis reply: counting its occurrences
+in each read (``bytes.count``, in C) is the count, with no parsing per message, so
+the clients are not the bottleneck. One extra "probe" connection also measures
+latency from the publish timestamp carried in each payload (``time.monotonic_ns()``,
+comparable across processes on Linux).
 
-Prints ``ready`` once all are connected. Commands on stdin: ``report <message_size>``
-prints one JSON line (messages per client: min/max/total; latency percentiles), and
-``reset`` zeroes the counts.
+Prints ``ready`` once all are connected. Commands on stdin: ``report`` prints one
+JSON line (messages per client: min/max/total; latency percentiles), and ``reset``
+zeroes the counts.
 """
 
 from __future__ import annotations
@@ -31,19 +32,20 @@ HANDSHAKE = (
     "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
-GREETING_FRAME = 2 + len(b'{"type":"job-refresh","data":{"id":"connected"}}')
+MARKER = b"single-job-refresh"  # once per event; not in the greeting or control messages
 STAMP = re.compile(rb"\d{20}")  # a zero-padded monotonic_ns: a split one is just skipped
 
 
 class Counter(asyncio.Protocol):
-    """Counts the bytes that follow the opening exchange (handshake + greeting, or SUBSCRIBE)."""
+    """Counts the events that follow the opening exchange (the handshake, or SUBSCRIBE)."""
 
     def __init__(
         self, hello: bytes, opening: Callable[[bytes], int | None], ready: asyncio.Future[None]
     ) -> None:
         self.hello, self.opening, self.ready = hello, opening, ready
         self.head = b""
-        self.bytes = 0
+        self.count = 0
+        self._tail = b""  # the end of the last read: a marker may straddle two reads
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -52,15 +54,20 @@ class Counter(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.open:
-            self.bytes += len(data)
+            self._count(data)
             return
         self.head += data
         length = self.opening(self.head)
         if length is not None and len(self.head) >= length:
             self.open = True
-            self.bytes = len(self.head) - length
+            self._count(self.head[length:])
             if not self.ready.done():
                 self.ready.set_result(None)
+
+    def _count(self, data: bytes) -> None:
+        edge = len(MARKER) - 1
+        self.count += data.count(MARKER) + (self._tail + data[:edge]).count(MARKER)
+        self._tail = data[-edge:] if len(data) >= edge else (self._tail + data)[-edge:]
 
 
 class Probe(Counter):
@@ -76,8 +83,9 @@ class Probe(Counter):
 
 
 def ws_opening(head: bytes) -> int | None:
+    """Open once the 101 and the greeting are in (events come after the greeting)."""
     end = head.find(b"\r\n\r\n")
-    return None if end < 0 else end + 4 + GREETING_FRAME
+    return None if end < 0 or b'"connected"' not in head else end + 4
 
 
 def percentile(ordered: list[int], q: float) -> float | None:
@@ -126,8 +134,7 @@ async def main() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := (await reader.readline()).decode().split():
         if line[0] == "report":
-            size = int(line[1])
-            counts = [c.bytes // size for c in counters[1:]]
+            counts = [c.count for c in counters[1:]]
             probe = counters[0]
             assert isinstance(probe, Probe)
             lat = sorted(probe.latencies)
@@ -146,7 +153,7 @@ async def main() -> None:
             )
         elif line[0] == "reset":
             for c in counters:
-                c.bytes = 0
+                c.count = 0
             probe = counters[0]
             assert isinstance(probe, Probe)
             probe.latencies.clear()

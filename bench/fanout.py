@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 
 from bench.machine import ROOT, describe
 from bridge.embedded import RedisServer, free_port
-from bridge.protocol import DEFAULT_PREFIX, EventType, channel_name, encode_event
+from bridge.protocol import DEFAULT_PREFIX, EventType, channel_name
 from bridge.pubsub import command
 
 CHANNEL = channel_name(DEFAULT_PREFIX, EventType.SINGLE_JOB_REFRESH)
@@ -41,19 +41,11 @@ def stamp() -> str:
     return f"{time.monotonic_ns():0{STAMP_DIGITS}d}"
 
 
-WS_MESSAGE = 2 + len(encode_event(EventType.SINGLE_JOB_REFRESH, "0" * STAMP_DIGITS))
-REDIS_MESSAGE = len(
-    b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-    % (len(CHANNEL), CHANNEL.encode(), STAMP_DIGITS, b"0" * STAMP_DIGITS)
-)
-
-
 @dataclass
 class Clients:
     """The client process: N counting connections and a probe."""
 
     process: asyncio.subprocess.Process
-    size: int
 
     async def command(self, line: str) -> str:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -62,7 +54,7 @@ class Clients:
         return (await self.process.stdout.readline()).decode()
 
     async def report(self) -> dict[str, Any]:
-        return dict(json.loads(await self.command(f"report {self.size}")))
+        return dict(json.loads(await self.command("report")))
 
     async def close(self) -> None:
         if self.process.returncode is None:
@@ -73,10 +65,8 @@ class Clients:
 async def start_clients(target: str, port: int, n: int) -> Clients:
     if target == "redis":
         args = ["redis", "--port", str(port), "--channel", CHANNEL]
-        size = REDIS_MESSAGE
     else:
         args = ["ws", "--url", f"ws://127.0.0.1:{port}"]
-        size = WS_MESSAGE
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.clients", *args, "--clients", str(n),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
@@ -85,7 +75,7 @@ async def start_clients(target: str, port: int, n: int) -> Clients:
     line = await asyncio.wait_for(process.stdout.readline(), 60)
     if line.strip() != b"ready":
         raise RuntimeError(f"clients failed to start: {line!r}")
-    return Clients(process, size)
+    return Clients(process)
 
 
 async def start_target(

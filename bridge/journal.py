@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import NamedTuple
 
-from bridge.protocol import EventType, ResumePoint, encode_payload_event
+from bridge.protocol import EventType, ResumePoint, encode_numbered_events
 
 
 def new_epoch() -> str:
@@ -61,13 +61,11 @@ class Journal:
 
     def record(self, events: Sequence[tuple[EventType, bytes]]) -> list[bytes]:
         """Number, encode and keep a batch of events; return their frames, in order."""
-        seq = self.seq
-        encode = encode_payload_event
-        frames = [encode(event_type, payload, seq := seq + 1) for event_type, payload in events]
-        self.seq = seq
+        frames = encode_numbered_events(events, self.seq)
+        self.seq += len(frames)
         if self._frames.maxlen:
             self._frames.extend(frames)
-            self._batches.append((self._clock(), seq))
+            self._batches.append((self._clock(), self.seq))
             self._trim()
         return frames
 

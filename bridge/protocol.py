@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeGuard
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -154,6 +155,24 @@ def encode_payload_event(event_type: EventType, payload: bytes, seq: int | None 
         tail = b'"}}' if seq is None else b'"},"seq":%d}' % seq
         return b"".join((_FRAME_HEADS[event_type], b'"', payload, tail))
     return encode_event(event_type, decode_payload(payload), seq)
+
+
+def encode_numbered_events(events: Iterable[tuple[EventType, bytes]], last_seq: int) -> list[bytes]:
+    """:func:`encode_payload_event` of each event, numbered from ``last_seq + 1``.
+
+    The bridge's per-message hot path, so written as one loop with the plain case inline.
+    """
+    heads, plain = _FRAME_HEADS, _NEEDS_ESCAPING.search
+    frames: list[bytes] = []
+    append = frames.append
+    seq = last_seq
+    for event_type, payload in events:
+        seq += 1
+        if plain(payload) is None:
+            append(b'%s"%s"},"seq":%d}' % (heads[event_type], payload, seq))
+        else:
+            append(encode_event(event_type, decode_payload(payload), seq))
+    return frames
 
 
 def encode_event(event_type: EventType, payload: str, seq: int | None = None) -> bytes:

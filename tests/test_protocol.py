@@ -120,7 +120,12 @@ def test_parse_frame_keeps_unknown_types() -> None:
     st.sampled_from([t.value for t in EventType] + ["job-refreshx", "other"]),
     st.sampled_from(["jobId", "queueName", "schedulerKey", "id"]),
     st.text(max_size=40),
-    st.sampled_from(["", " ", "}", ',"seq":1']),
+    st.sampled_from(
+        [
+            *("", " ", "}", ',"seq":1', ',"seq":0', ',"seq":007', ',"seq":-1', ',"seq":1e3'),
+            *(',"seq":' + "9" * 18, ',"seq":' + "9" * 19, ',"seq":true'),
+        ]
+    ),
 )
 def test_fast_path_agrees_with_json_parsing(kind: str, name: str, value: str, tail: str) -> None:
     """The fast path for the bridge's own frame shape gives what full JSON parsing gives."""
@@ -177,3 +182,27 @@ def test_raw_payload_fast_path_matches_the_general_encoder(
     assert encode_payload_event(event_type, payload) == encode_event(
         event_type, decode_payload(payload)
     )
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(list(EventType)), st.binary(max_size=60)), max_size=20),
+    st.integers(min_value=0, max_value=10**17),
+)
+def test_numbered_batches_match_one_by_one_encoding(
+    events: list[tuple[EventType, bytes]], last_seq: int
+) -> None:
+    """The batch encoder numbers from last_seq + 1 and frames each event like the general one;
+    a client reads back the same type, id and seq."""
+    from bridge.protocol import encode_numbered_events
+
+    frames = encode_numbered_events(events, last_seq)
+    assert frames == [
+        encode_event(t, decode_payload(p), last_seq + n) for n, (t, p) in enumerate(events, 1)
+    ]
+    for n, ((event_type, payload), frame) in enumerate(zip(events, frames, strict=True), 1):
+        assert parse_frame(frame) == Event(
+            event_type,
+            decode_payload(payload),
+            {DATA_FIELD[event_type]: decode_payload(payload)},
+            last_seq + n,
+        )
