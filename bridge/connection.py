@@ -161,7 +161,11 @@ class ClientConnection(asyncio.Protocol):
 
     @property
     def close_code(self) -> int | None:
-        return self.protocol.close_code
+        """The closing handshake's code, whoever started it (1006: there was none)."""
+        protocol = self.protocol
+        if protocol.close_sent is not None and protocol.close_rcvd_then_sent is not True:
+            return protocol.close_sent.code  # the bridge closed it: say why (1002, 1009...)
+        return protocol.close_code
 
     def write(self, data: bytes) -> None:
         """Queue whole, already framed messages (the hub's broadcast); skipped while lagging."""
