@@ -149,9 +149,11 @@ class BridgeClient:
         self._connection = connection
         try:
             reason = await asyncio.shield(connection.closed)
+        except asyncio.CancelledError:
+            connection.leave()  # quitting: say so (1001) and close, rather than vanish
+            raise
         finally:
             self._connection = None
-            connection.abort()  # a no-op once closed; on cancellation, no leaked socket
             if self._clock() - connected_at >= self._stable_after:
                 self.backoff.reset()
         if self._wake.is_set():

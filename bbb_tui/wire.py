@@ -165,6 +165,14 @@ class WireConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def leave(self) -> None:
+        """Say goodbye (1001) and close without waiting for the answer: the app is quitting."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(1001, "client quit")
+            self._flush()
+        if self._transport is not None:
+            self._transport.close()  # sends what is buffered (the close frame), then FIN
+
     # -- internals ----------------------------------------------------------------
 
     def _on_data_frame(self, frame: Frame, messages: list[str | bytes]) -> None:
@@ -202,8 +210,7 @@ class WireConnection(asyncio.Protocol):
         if isinstance(exc, InvalidStatus):
             response = exc.response
             why = response.body.decode(errors="replace").strip()[:120] if response.body else ""
-            text = f"bridge refused the connection: HTTP {response.status_code}"
-            text += f" ({why})" if why else ""
+            text = f"refused: HTTP {response.status_code} {why}".rstrip()
             return Refused(text) if response.status_code in (401, 403) else HandshakeFailed(text)
         if isinstance(exc, InvalidHandshake):
             return HandshakeFailed(f"not a WebSocket server: {exc}")

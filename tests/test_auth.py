@@ -191,8 +191,8 @@ async def test_tui_with_a_token_connects_and_without_one_says_why(locked: Bridge
     bad = BbbApp(TuiSettings(url=url))
     async with bad.run_test(size=(120, 40)):
         await wait_for(lambda: bad.status.state is ConnState.DISCONNECTED, 10, what="refused")
-        assert bad.status.error == "bridge refused the connection: HTTP 401 (missing token " + (
-            "(?token= or Authorization: Bearer))"
+        assert bad.status.error == (
+            "refused: HTTP 401 missing token (?token= or Authorization: Bearer)"
         )
 
 

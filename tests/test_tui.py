@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -273,13 +274,18 @@ async def test_r_reconnects_now(app_on_bridge: BbbApp, bridge: Bridge) -> None:
         assert app.status.state is ConnState.CONNECTED
 
 
-async def test_q_quits(app_on_bridge: BbbApp) -> None:
-    """q quits the app."""
+async def test_q_quits_and_says_goodbye(
+    app_on_bridge: BbbApp, bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """q quits the app, which closes its connection properly (1001), not by vanishing."""
+    caplog.set_level(logging.INFO, logger="bridge")
     app = app_on_bridge
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(app)
         await pilot.press("q")
     assert app.return_code == 0
+    await wait_for(lambda: len(bridge.hub) == 0, what="the bridge to see it go")
+    assert "(code 1001;" in caplog.text
 
 
 def test_cli_rejects_a_wrong_url_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
