@@ -34,6 +34,7 @@ from bridge.config import (
     redis_url_from_env,
 )
 from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis
+from bridge.logformat import LOG_FORMATS, formatter
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, EventType
 
 log = logging.getLogger("bridge")
@@ -108,6 +109,14 @@ def add_log_level(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -
         type=str.lower,
         default=environ.get("BBB_LOG_LEVEL", "info").lower(),
         help="log detail on stderr [env: BBB_LOG_LEVEL] (default: info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        type=str.lower,
+        default=environ.get("BBB_LOG_FORMAT", "text").lower(),
+        help="text, or one JSON object per line for log collectors [env: BBB_LOG_FORMAT] "
+        "(default: text)",
     )
 
 
@@ -336,14 +345,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def configure_logging(level: str, kind: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(kind))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # websockets logs every handshake at INFO; ours are the ones that matter.
     websockets_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
     logging.getLogger("websockets").setLevel(websockets_level)
@@ -367,7 +372,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         parser.error(
             f"BBB_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
         )
-    configure_logging(args.log_level)
+    if args.log_format not in LOG_FORMATS:
+        parser.error(
+            f"BBB_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {args.log_format!r}"
+        )
+    configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "simulate":
             return asyncio.run(_simulate(args))

@@ -8,6 +8,8 @@ write waits for a client, so a client that reads slowly delays nobody else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from bridge.connection import ClientConnection
 from bridge.wsframes import text_frames
 
@@ -17,9 +19,13 @@ class Hub:
 
     def __init__(self) -> None:
         self._clients: set[ClientConnection] = set()
+        self.deliveries = 0  # messages queued, times clients (for /metrics)
 
     def __len__(self) -> int:
         return len(self._clients)
+
+    def __iter__(self) -> Iterator[ClientConnection]:
+        return iter(self._clients)
 
     def join(self, connection: ClientConnection, first: bytes) -> None:
         """Send ``first`` (framed messages: greeting, session, replay), then every broadcast.
@@ -38,5 +44,7 @@ class Hub:
         if not self._clients:
             return  # nobody to frame them for
         data = text_frames(frames)
-        for connection in self._clients:
+        clients = self._clients
+        self.deliveries += len(frames) * len(clients)
+        for connection in clients:
             connection.write(data)

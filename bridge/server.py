@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from bridge.config import Settings
 from bridge.connection import ClientConnection
 from bridge.hub import Hub
 from bridge.journal import Gap, Journal
+from bridge.metrics import CONTENT_TYPE, BridgeStats, Metrics
 from bridge.protocol import (
     GREETING,
     EventType,
@@ -52,6 +54,7 @@ class Bridge:
         self.settings = settings
         self.hub = Hub()
         self.journal = Journal(size=settings.replay_size, max_age=settings.replay_age)
+        self.stats = BridgeStats()
         self.source = RedisSource(
             settings.redis_url,
             settings.prefix,
@@ -65,6 +68,7 @@ class Bridge:
         self._all_gone = asyncio.Event()  # set whenever _connections is empty
         self._tasks: list[asyncio.Task[None]] = []
         self._refusals = LogThrottle(1.0)
+        self.metrics = Metrics(self)  # after everything it reads
 
     @property
     def port(self) -> int:
@@ -129,12 +133,15 @@ class Bridge:
 
     def _publish(self, events: list[tuple[EventType, bytes]]) -> None:
         """The hot path: number and keep a batch of events, then send it to every client."""
+        started = time.perf_counter()
         self.hub.broadcast(self.journal.record(events))
+        self.metrics.broadcast_seconds.observe(time.perf_counter() - started)
 
     def _on_redis_gap(self, down_for: float) -> None:
         """Redis forgot what it published while we were away: every client must refetch."""
         log.info("Sending resync to %d client(s): events may have been missed", len(self.hub))
         self.journal.mark_gap()
+        self.stats.resyncs["redis-reconnected"] += len(self.hub)
         self.hub.broadcast([encode_resync("redis-reconnected", down_seconds=round(down_for, 1))])
 
     # -- connections --------------------------------------------------------------
@@ -162,6 +169,8 @@ class Bridge:
         if url.path == "/healthz":  # open to all: says nothing a stranger could use
             status, body = self.health()
             return _http_response(status, json.dumps(body), "application/json")
+        if url.path == "/metrics":  # counts only, like /healthz
+            return _http_response(HTTPStatus.OK, self.metrics.render().decode(), CONTENT_TYPE)
         settings = self.settings
         origin = request.headers.get("Origin")
         if settings.allowed_origins is not None and not origin_allowed(
@@ -187,6 +196,7 @@ class Bridge:
         return None
 
     def _refuse(self, connection: ClientConnection, status: HTTPStatus, why: str) -> Response:
+        self.stats.refused[status.value] += 1
         suppressed = self._refusals.allow(f"{status.value}")
         if suppressed is not None:
             more = f" (+{suppressed} more since last report)" if suppressed else ""
@@ -209,12 +219,15 @@ class Bridge:
         if point is not None:
             missed = journal.missed(point)
             if isinstance(missed, Gap):
+                self.stats.resyncs[missed.reason] += 1
                 frames.append(encode_resync(missed.reason, **missed.details))
                 resumed = f"; resync ({missed.reason}) instead of replay from seq {point.since}"
             else:
                 frames += missed
+                self.stats.replayed += len(missed)
                 resumed = f"; replayed {len(missed)} missed event(s) from seq {point.since}"
         self.hub.join(connection, text_frames(frames))
+        self.stats.connections_opened += 1
         log.info(
             "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), resumed
         )
@@ -231,7 +244,11 @@ class Bridge:
     @property
     def resync_frame(self) -> bytes:
         """What a client that fell behind receives once it catches up."""
+        self.stats.resyncs["slow-client"] += 1
         return RESYNC_SLOW_CLIENT
+
+    def lagging_clients(self) -> int:
+        return sum(1 for connection in self.hub if connection.skipped >= 0)
 
     def forget(self, connection: ClientConnection) -> None:
         self._connections.discard(connection)
@@ -248,11 +265,13 @@ class Bridge:
                 connection.keepalive(now, PING_INTERVAL)
 
 
-def _http_response(status: HTTPStatus, body: str, content_type: str = "text/plain") -> Response:
+def _http_response(
+    status: HTTPStatus, body: str, content_type: str = "text/plain; charset=utf-8"
+) -> Response:
     """A complete plain-HTTP answer that ends the connection."""
     payload = body.encode()
     headers = Headers()
-    headers["Content-Type"] = f"{content_type}; charset=utf-8"
+    headers["Content-Type"] = content_type
     headers["Cache-Control"] = "no-store"
     headers["Content-Length"] = str(len(payload))
     headers["Connection"] = "close"

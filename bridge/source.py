@@ -12,6 +12,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from bridge.backoff import Backoff
@@ -74,6 +75,10 @@ class RedisSource:
         self._down_since: float | None = None
         self.events_in = 0
         self.dropped = 0
+        # For /metrics: plain ints, read at scrape time.
+        self.by_type: dict[EventType, int] = dict.fromkeys(EventType, 0)
+        self.dropped_by: Counter[str] = Counter()
+        self.reconnects = 0
 
     async def wait_subscribed(self, timeout: float) -> None:
         """Return once subscribed; raise TimeoutError after ``timeout`` seconds."""
@@ -114,8 +119,10 @@ class RedisSource:
                 redact(self.url),
                 f"; back after {down_for:.1f}s down" if down_for is not None else "",
             )
-            if down_for is not None and self._on_gap is not None:
-                self._on_gap(down_for)
+            if down_for is not None:
+                self.reconnects += 1
+                if self._on_gap is not None:
+                    self._on_gap(down_for)
             pinged = False
             half = self._stall_timeout / 2
             while True:
@@ -139,11 +146,12 @@ class RedisSource:
         """
         events: list[tuple[EventType, bytes]] = []
         append = events.append
-        channels, limit = self._channels, self.max_payload
+        channels, limit, by_type = self._channels, self.max_payload, self.by_type
         for channel, payload in messages:
             event_type = channels.get(channel)
             if event_type is not None and len(payload) <= limit:
                 append((event_type, payload))
+                by_type[event_type] += 1
             elif event_type is None:
                 self._drop("unknown channel", decode_payload(channel), "")
             else:
@@ -158,6 +166,7 @@ class RedisSource:
 
     def _drop(self, why: str, key: str, detail: str) -> None:
         self.dropped += 1
+        self.dropped_by[why] += 1
         suppressed = self._throttle.allow(f"{why}:{key}")
         if suppressed is not None:
             more = f" (+{suppressed} more since last report)" if suppressed else ""

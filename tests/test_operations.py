@@ -1,0 +1,97 @@
+"""Running it in production: /metrics, JSON logs, several bridges side by side (issue 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+
+from bridge.embedded import RedisServer
+from bridge.protocol import EventType
+from bridge.server import Bridge
+from tests.conftest import Publisher, run_bridge
+from tests.helpers import BridgeProcess, expect_greeting, recv_json
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics and index every sample by (name, labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_what_happened(bridge: Bridge, publish: Publisher) -> None:
+    """/metrics: connections, events in by type, messages out, resyncs, refusals, latency."""
+    url = f"ws://127.0.0.1:{bridge.port}"
+    async with connect(url) as first, connect(url) as second:
+        await expect_greeting(first)
+        await expect_greeting(second)
+        await publish(EventType.JOB_REFRESH, "1")
+        await publish(EventType.QUEUE_REFRESH, "emails")
+        await publish("no-such-type", "x")  # dropped
+        for ws in (first, second):
+            await recv_json(ws)
+            await recv_json(ws)
+        async with connect(f"{url}/?since=0&epoch=another-run") as late:
+            await expect_greeting(late)
+            assert (await recv_json(late))["type"] == "resync"
+        metrics = await asyncio.to_thread(scrape, bridge.port)
+    assert metrics[("bbb_bridge_connections", ())] == 2
+    assert metrics[("bbb_bridge_connections_opened_total", ())] == 3
+    assert metrics[("bbb_bridge_events_in_total", (("type", "job-refresh"),))] == 1
+    assert metrics[("bbb_bridge_events_in_total", (("type", "queue-refresh"),))] == 1
+    assert metrics[("bbb_bridge_events_in_total", (("type", "log-refresh"),))] == 0
+    assert metrics[("bbb_bridge_messages_out_total", ())] == 4  # 2 events x 2 clients
+    assert metrics[("bbb_bridge_dropped_total", (("reason", "unknown channel"),))] == 1
+    assert metrics[("bbb_bridge_resyncs_total", (("reason", "epoch-changed"),))] == 1
+    assert metrics[("bbb_bridge_redis_up", ())] == 1
+    assert metrics[("bbb_bridge_last_seq", ())] == 2
+    assert metrics[("bbb_bridge_broadcast_seconds_count", ())] == 2  # one per batch
+    assert metrics[("process_resident_memory_bytes", ())] > 0
+
+
+async def test_json_logs_are_one_object_per_line(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0", "--redis-url", redis_server.url,
+        "--prefix", prefix, "--log-format", "json",
+    )  # fmt: skip
+    await bridge.wait_line("Subscribed to Redis channels")
+    entries = [json.loads(line) for line in bridge.lines]
+    assert entries[0]["message"].startswith("WebSocket server listening on port ")
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    assert entries[0]["time"].endswith("+00:00") and entries[0]["level"] == "INFO"
+
+
+async def test_two_bridges_on_one_redis_each_serve_their_own_clients(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
+) -> None:
+    """Bridges are stateless peers: clients spread over two each get every event."""
+    ports = []
+    for _ in range(2):
+        bridge = await run_bridge(
+            processes, "--host", "127.0.0.1", "--port", "0",
+            "--redis-url", redis_server.url, "--prefix", prefix,
+        )  # fmt: skip
+        ports.append(await bridge.listening_port())
+        await bridge.wait_line("Subscribed to Redis channels")
+    clients = [await connect(f"ws://127.0.0.1:{ports[i % 2]}") for i in range(6)]
+    try:
+        for ws in clients:
+            await expect_greeting(ws)
+        for i in range(20):
+            assert await publish(EventType.SINGLE_JOB_REFRESH, f"job-{i}") == 2  # both bridges
+        for ws in clients:
+            got = [(await recv_json(ws))["data"]["jobId"] for _ in range(20)]
+            assert got == [f"job-{i}" for i in range(20)]
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients))
