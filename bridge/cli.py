@@ -33,7 +33,7 @@ from bridge.config import (
     redact,
     redis_url_from_env,
 )
-from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis
+from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis, free_port
 from bridge.logformat import LOG_FORMATS, formatter
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, EventType
 
@@ -233,6 +233,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "burst of twice as many [env: BBB_MAX_CLIENT_RATE] (default: 0, no limit)",
     )
     serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=number_from_env(int, environ, "BBB_WORKERS", 1),
+        metavar="N",
+        help="run N bridge processes on the port (SO_REUSEPORT), for hosts with N cores; "
+        "each has its own Redis subscription and clients [env: BBB_WORKERS] (default: 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
         "--embedded-redis",
         action=argparse.BooleanOptionalAction,
         default=env_flag(environ.get("BBB_EMBEDDED_REDIS")),
@@ -341,6 +350,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         max_client_rate=max(args.max_client_rate, 0.0),
         embedded_redis=args.embedded_redis,
+        workers=max(args.workers, 1),
+        reuse_port=args.reuse_port,
         log_level=args.log_level.upper(),
     )
 
@@ -384,7 +395,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from bridge.tail import tail
 
             return asyncio.run(tail(args.url, count=args.count, token=args.token))
-        return _serve(settings_from(args))
+        return _serve(settings_from(args), args_list)
     except ConfigError as exc:
         print(f"bbb-bridge: error: {exc}", file=sys.stderr)
         return 2
@@ -407,7 +418,7 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, argv: Sequence[str]) -> int:
     embedded: RedisServer | None = None
     try:
         if settings.embedded_redis:
@@ -419,6 +430,8 @@ def _serve(settings: Settings) -> int:
             embedded = choice.server
             settings = dataclasses.replace(settings, redis_url=choice.url)
             log.info("Redis: %s", choice.description)
+        if settings.workers > 1:
+            return asyncio.run(_serve_workers(settings, argv, embedded is not None))
         return asyncio.run(_serve_async(settings))
     except EmbeddedRedisError as exc:
         print(f"bbb-bridge: error: {exc}", file=sys.stderr)
@@ -426,6 +439,18 @@ def _serve(settings: Settings) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _serve_workers(settings: Settings, argv: Sequence[str], embedded: bool) -> int:
+    """The parent of ``--workers N``: one port for all (picked now if 0), one Redis."""
+    from bridge.workers import run_workers
+
+    port = settings.port or free_port(settings.host)
+    overrides = ["--port", str(port), "--reuse-port"]
+    if embedded:  # the workers share the Redis this parent started
+        overrides += ["--redis-url", settings.redis_url, "--no-embedded-redis"]
+    log.info("WebSocket port %d: starting %d workers", port, settings.workers)
+    return await run_workers(argv, settings.workers, overrides)
 
 
 async def _serve_async(settings: Settings) -> int:

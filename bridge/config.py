@@ -70,6 +70,9 @@ class Settings:
     max_client_rate: float = 0.0
     #: Start a private redis-server when none is configured and none answers locally.
     embedded_redis: bool = False
+    #: Processes serving the port (SO_REUSEPORT); each is a whole bridge.
+    workers: int = 1
+    reuse_port: bool = False
     log_level: str = "INFO"
 
 

@@ -124,7 +124,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """In a child, before exec: get SIGTERM when the parent dies, however it dies."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -180,7 +181,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not url_answers(self.url, timeout=0.2):

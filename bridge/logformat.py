@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 
 LOG_FORMATS = ("text", "json")
@@ -14,18 +15,23 @@ class JsonFormatter(logging.Formatter):
     """``{"time": "...Z", "level": "INFO", "logger": "bridge", "message": "..."}``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if worker := os.environ.get("BBB_WORKER"):
+            entry["worker"] = int(worker) if worker.isdigit() else worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
 def formatter(kind: str) -> logging.Formatter:
+    """``text`` or ``json``; a ``--workers`` child says which worker it is."""
     if kind == "json":
         return JsonFormatter()
-    return logging.Formatter(TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S")
+    worker = os.environ.get("BBB_WORKER")
+    text = TEXT_FORMAT.replace("%(message)s", f"[w{worker}] %(message)s") if worker else TEXT_FORMAT
+    return logging.Formatter(text, datefmt="%Y-%m-%d %H:%M:%S")

@@ -80,7 +80,11 @@ class Bridge:
         """Listen (raises OSError if the port is taken) and start the Redis subscription."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._new_connection, self.settings.host, self.settings.port, backlog=1024
+            self._new_connection,
+            self.settings.host,
+            self.settings.port,
+            backlog=1024,
+            reuse_port=self.settings.reuse_port or None,
         )
         log.info("WebSocket server listening on port %d", self.port)
         self._tasks = [

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,7 +16,7 @@ from bridge.embedded import RedisServer
 from bridge.protocol import EventType
 from bridge.server import Bridge
 from tests.conftest import Publisher, run_bridge
-from tests.helpers import BridgeProcess, expect_greeting, recv_json
+from tests.helpers import BridgeProcess, expect_greeting, recv_json, wait_for
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -95,3 +98,52 @@ async def test_two_bridges_on_one_redis_each_serve_their_own_clients(
             assert got == [f"job-{i}" for i in range(20)]
     finally:
         await asyncio.gather(*(ws.close() for ws in clients))
+
+
+async def test_workers_share_one_port_and_stop_together(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
+) -> None:
+    """--workers 2: one port, connections spread over both, every client gets every event;
+    SIGTERM closes them all with 1001 and exits 0."""
+    parent = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+        "--redis-url", redis_server.url, "--prefix", prefix,
+    )  # fmt: skip
+    port = int((await parent.wait_line(r"WebSocket port (\d+): starting 2 workers")).group(1))
+    await parent.wait_line(r"\[w1\] Subscribed to Redis")
+    await parent.wait_line(r"\[w2\] Subscribed to Redis")
+    clients = [await connect(f"ws://127.0.0.1:{port}") for _ in range(20)]
+    for ws in clients:
+        await expect_greeting(ws)
+    assert await publish(EventType.JOB_REFRESH, "for-all") == 2  # one subscription per worker
+    for ws in clients:
+        assert (await recv_json(ws))["data"] == {"jobId": "for-all"}
+    served_by = {
+        m.group(1) for line in parent.lines if (m := re.search(r"\[(w\d)\] Client connected", line))
+    }
+    assert served_by == {"w1", "w2"}  # 20 connections on one worker: odds of 1 in 500,000
+    parent.send_signal(signal.SIGTERM)
+    assert await parent.wait(timeout=10) == 0
+    for ws in clients:
+        await ws.wait_closed()
+        assert ws.close_code == 1001
+
+
+async def test_a_worker_that_dies_is_restarted(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    parent = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+        "--redis-url", redis_server.url, "--prefix", prefix,
+    )  # fmt: skip
+    pids = (await parent.wait_line(r"Started 2 workers \(pids (\d+), (\d+)\)")).groups()
+    await parent.wait_line(r"\[w1\] Subscribed to Redis")
+    await asyncio.sleep(3.5)  # past the start-up window, in which an exit means "cannot start"
+    os.kill(int(pids[0]), signal.SIGKILL)
+    await parent.wait_line(r"Worker 1 exited with code -9; restarting it")
+    await wait_for(
+        lambda: sum("[w1] Subscribed to Redis" in line for line in parent.lines) == 2,
+        10,
+        what="worker 1 back",
+    )
+    assert parent.process is not None and parent.process.returncode is None
