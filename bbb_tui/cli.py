@@ -21,6 +21,7 @@ from bridge.config import (
     check_redis_url,
     env_flag,
     number_from_env,
+    split_redis_urls,
 )
 from bridge.embedded import EmbeddedRedisError
 from bridge.protocol import DEFAULT_WEBSOCKET_URL
@@ -86,7 +87,8 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         raise ConfigError("--fetch-latency must be >= 0 and --log-lines >= 10")
     return TuiSettings(
         url=args.url,
-        redis_url=check_redis_url(args.redis_url or DEFAULT_REDIS_URL),
+        # Test events are published through the first node listed.
+        redis_url=check_redis_url(split_redis_urls(args.redis_url or DEFAULT_REDIS_URL)[0]),
         prefix=args.prefix,
         fetch_latency=args.fetch_latency,
         log_lines=args.log_lines,

@@ -28,10 +28,12 @@ from bridge.config import (
     ConfigError,
     Settings,
     check_redis_url,
+    check_redis_urls,
     env_flag,
     number_from_env,
     redact,
     redis_url_from_env,
+    split_redis_urls,
 )
 from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis, free_port
 from bridge.logformat import LOG_FORMATS, formatter
@@ -61,6 +63,22 @@ def _positive(text: str) -> int:
     return value
 
 
+class _AppendUrl(argparse.Action):
+    """``--redis-url A --redis-url B`` -> ``"A,B"``; the first flag replaces the env default."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        given: list[str] = getattr(namespace, "_redis_urls_given", [])
+        given.append(str(values))
+        namespace._redis_urls_given = given
+        setattr(namespace, self.dest, ",".join(given))
+
+
 def add_redis_options(
     parser: argparse.ArgumentParser, environ: Mapping[str, str], *, purpose: str
 ) -> None:
@@ -71,9 +89,11 @@ def add_redis_options(
     """
     parser.add_argument(
         "--redis-url",
+        action=_AppendUrl,
         default=redis_url_from_env(environ),
         metavar="URL",
-        help=f"Redis {purpose} [env: REDIS_URL, or REDIS_HOST, REDIS_PORT, "
+        help=f"Redis {purpose}; repeat it (or comma-separate REDIS_URL) to list Redis Cluster "
+        "nodes, tried in turn [env: REDIS_URL, or REDIS_HOST, REDIS_PORT, "
         f"REDIS_USERNAME, REDIS_PASSWORD, REDIS_USE_TLS] (default: {DEFAULT_REDIS_URL})",
     )
     parser.add_argument(
@@ -335,7 +355,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         host=args.host,
         port=args.port,
-        redis_url=check_redis_url(args.redis_url or DEFAULT_REDIS_URL),
+        redis_url=check_redis_urls(args.redis_url or DEFAULT_REDIS_URL),
         redis_configured=args.redis_url is not None,
         prefix=args.prefix,
         max_payload=args.max_payload,
@@ -477,7 +497,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from bridge.simulate import LoadPlan, publish_load, publish_seed, run_workload
     from bridge.workload import Workload
 
-    url = check_redis_url(args.redis_url or DEFAULT_REDIS_URL)
+    url = check_redis_url(split_redis_urls(args.redis_url or DEFAULT_REDIS_URL)[0])
     client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
     try:
         if args.workload:

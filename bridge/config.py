@@ -41,6 +41,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = DEFAULT_WEBSOCKET_PORT
     redis_url: str = DEFAULT_REDIS_URL
+    #: One URL, or several comma-separated (Redis Cluster nodes, tried in turn).
     #: Whether the Redis URL came from a flag or the environment (not the default).
     redis_configured: bool = False
     prefix: str = DEFAULT_PREFIX
@@ -112,6 +113,19 @@ def redis_url_from_env(environ: Mapping[str, str]) -> str | None:
         auth = quote(username, safe="") + (":" + quote(password, safe="") if password else "") + "@"
     scheme = "rediss" if tls else "redis"
     return f"{scheme}://{auth}{host or 'localhost'}:{port or '6379'}"
+
+
+def split_redis_urls(text: str) -> list[str]:
+    """Several Redis addresses (cluster nodes): comma-separated, in the order to try them."""
+    return [url.strip() for url in text.split(",") if url.strip()]
+
+
+def check_redis_urls(text: str) -> str:
+    """:func:`check_redis_url` for each of several comma-separated URLs; return them joined."""
+    urls = split_redis_urls(text)
+    if not urls:
+        raise ConfigError("no Redis URL given")
+    return ",".join(check_redis_url(url) for url in urls)
 
 
 def check_redis_url(url: str) -> str:

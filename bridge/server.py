@@ -15,7 +15,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from bridge.auth import AuthError, origin_allowed, token_from, verify_token
-from bridge.config import Settings
+from bridge.config import Settings, split_redis_urls
 from bridge.connection import ClientConnection
 from bridge.hub import Hub
 from bridge.journal import Gap, Journal
@@ -56,7 +56,7 @@ class Bridge:
         self.journal = Journal(size=settings.replay_size, max_age=settings.replay_age)
         self.stats = BridgeStats()
         self.source = RedisSource(
-            settings.redis_url,
+            split_redis_urls(settings.redis_url),
             settings.prefix,
             self._publish,
             max_payload=settings.max_payload,

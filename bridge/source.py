@@ -13,7 +13,7 @@ import enum
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bridge.backoff import Backoff
 from bridge.config import redact
@@ -48,7 +48,7 @@ class RedisSource:
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         prefix: str,
         on_events: Callable[[list[tuple[EventType, bytes]]], None],
         *,
@@ -57,7 +57,9 @@ class RedisSource:
         stall_timeout: float = STALL_TIMEOUT,
         on_gap: Callable[[float], None] | None = None,
     ) -> None:
-        self.url = url
+        # Several URLs: Redis Cluster nodes (PUBLISH reaches every node), tried in turn.
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self._node = 0
         # Called with the seconds it was down when the subscription is back after a loss:
         # whatever was published meanwhile is gone (Redis pub/sub keeps nothing).
         self._on_gap = on_gap
@@ -79,6 +81,11 @@ class RedisSource:
         self.by_type: dict[EventType, int] = dict.fromkeys(EventType, 0)
         self.dropped_by: Counter[str] = Counter()
         self.reconnects = 0
+
+    @property
+    def url(self) -> str:
+        """The Redis (node) subscribed to, or tried next."""
+        return self.urls[self._node]
 
     async def wait_subscribed(self, timeout: float) -> None:
         """Return once subscribed; raise TimeoutError after ``timeout`` seconds."""
@@ -104,6 +111,8 @@ class RedisSource:
                         self._backoff.cap,
                         self._backoff.attempt,
                     )
+                if len(self.urls) > 1:
+                    self._node = (self._node + 1) % len(self.urls)  # next time, the next node
                 await asyncio.sleep(delay)
 
     async def _subscribe_and_read(self) -> None:

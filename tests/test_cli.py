@@ -190,3 +190,19 @@ async def test_embedded_redis_starts_and_is_stopped_on_exit(processes: list[Brid
         timeout=5,
         what="the private redis-server to stop",
     )
+
+
+def test_several_redis_urls_from_flags_or_environment() -> None:
+    """Cluster nodes: --redis-url repeated, or a comma-separated REDIS_URL; each is checked."""
+    from bridge.cli import build_parser, settings_from
+    from bridge.config import ConfigError
+
+    def settings(argv: list[str], env: dict[str, str]) -> str:
+        return settings_from(build_parser(env).parse_args(["serve", *argv])).redis_url
+
+    both = "redis://a:1,redis://b:2"
+    assert settings(["--redis-url", "redis://a:1", "--redis-url", "redis://b:2"], {}) == both
+    assert settings([], {"REDIS_URL": "redis://a:1, redis://b:2"}) == both
+    assert settings(["--redis-url", "redis://c:3"], {"REDIS_URL": both}) == "redis://c:3"
+    with pytest.raises(ConfigError, match="scheme"):
+        settings(["--redis-url", "redis://a:1", "--redis-url", "http://b"], {})
