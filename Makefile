@@ -27,7 +27,8 @@ bridge: $(VENV)/.installed-run  ## just the bridge, on ws://localhost:8081 (embe
 tui: $(VENV)/.installed-run  ## just the monitor, on ws://localhost:8081 (run `make bridge` first)
 	$(BIN)/bbb-tui
 
-test: $(VENV)/.installed-dev  ## the whole suite, against a private redis-server
+test: $(VENV)/.installed-dev  ## the whole suite, against a private redis-server (and Chromium)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev  ## ruff and strict mypy

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
 import time
 from http import HTTPStatus
+from importlib import resources
 from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
@@ -177,8 +179,10 @@ class Bridge:
             return _http_response(HTTPStatus.OK, self.metrics.render().decode(), CONTENT_TYPE)
         settings = self.settings
         origin = request.headers.get("Origin")
+        if url.path in ("/", "/index.html") and not _is_upgrade(request):
+            return _page_response()  # the live page; it connects back with its own token
         if settings.allowed_origins is not None and not origin_allowed(
-            origin, settings.allowed_origins
+            origin, settings.allowed_origins, request.headers.get("Host")
         ):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, f"origin {origin!r} not allowed")
         if settings.auth_secret is not None:
@@ -267,6 +271,25 @@ class Bridge:
             now = loop.time()
             for connection in list(self._connections):
                 connection.keepalive(now, PING_INTERVAL)
+
+
+@functools.cache
+def _page() -> bytes:
+    return resources.files("bridge").joinpath("static/index.html").read_bytes()
+
+
+def _page_response() -> Response:
+    response = _http_response(HTTPStatus.OK, _page().decode(), "text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _is_upgrade(request: Request) -> bool:
+    return request.headers.get("Upgrade", "").strip().lower() == "websocket"
 
 
 def _http_response(

@@ -284,7 +284,7 @@ async def test_password_protected_redis(prefix: str, caplog: pytest.LogCaptureFi
 @pytest.mark.parametrize(
     "request_bytes,status",
     [
-        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 426 "),
+        (b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 426 "),
         (b"garbage\r\n\r\n", b""),  # not HTTP: closed without an answer
     ],
 )
