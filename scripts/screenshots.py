@@ -88,6 +88,30 @@ def to_png(svg: str) -> str | None:
     return png
 
 
+async def shoot_page(port: int, redis_url: str, out: str) -> str | None:
+    """The bridge's live page in headless Chromium (if installed), with real traffic."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        return None
+    from playwright.async_api import async_playwright
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=chromium)
+            page = await browser.new_page(viewport={"width": 1100, "height": 520})
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.wait_for_selector("#state[data-state=connected]")
+            await traffic(client)
+            await page.wait_for_function("document.querySelectorAll('#log .row').length > 60")
+            path = os.path.join(out, "page.png")
+            await page.screenshot(path=path)
+            await browser.close()
+            return path
+    finally:
+        await client.aclose()
+
+
 async def main(out: str) -> int:
     os.makedirs(out, exist_ok=True)
     with RedisServer() as redis_server:
@@ -98,6 +122,8 @@ async def main(out: str) -> int:
             url = f"ws://127.0.0.1:{bridge.port}"
             saved = await shoot(url, redis_server.url, out, (120, 40), "main")
             saved += await shoot(url, redis_server.url, out, (80, 24), "main-80x24")
+            page = await shoot_page(bridge.port, redis_server.url, out)
+            print(f"wrote {page}" if page else "no chromium: no page.png")
         finally:
             await bridge.stop()
     for svg in saved:

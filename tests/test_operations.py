@@ -16,7 +16,7 @@ from bridge.embedded import RedisServer
 from bridge.protocol import EventType
 from bridge.server import Bridge
 from tests.conftest import Publisher, run_bridge
-from tests.helpers import BridgeProcess, expect_greeting, recv_json, wait_for
+from tests.helpers import ROOT, BridgeProcess, expect_greeting, http_get, recv_json, wait_for
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -147,3 +147,44 @@ async def test_a_worker_that_dies_is_restarted(
         what="worker 1 back",
     )
     assert parent.process is not None and parent.process.returncode is None
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """KEY=VALUE lines, as systemd's EnvironmentFile= reads them (comments skipped)."""
+    env = {}
+    with open(path) as lines:
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key.strip()] = value.strip()
+    return env
+
+
+def test_the_systemd_unit_runs_serve_with_the_example_environment() -> None:
+    unit = {}
+    with open(os.path.join(ROOT, "deploy", "bbb-bridge.service")) as lines:
+        for line in lines:
+            key, sep, value = line.strip().partition("=")
+            if sep and not line.startswith("#"):
+                unit[key] = value
+    assert unit["ExecStart"].endswith("/bbb-bridge serve")
+    assert unit["EnvironmentFile"] == "/etc/bbb-bridge.env"
+    assert unit["Restart"] == "on-failure"
+    assert unit["RestartPreventExitStatus"] == "2"  # a configuration error: do not loop
+    assert unit["KillSignal"] == "SIGTERM"
+
+
+async def test_the_example_environment_file_starts_a_ready_bridge(
+    processes: list[BridgeProcess], redis_server: RedisServer
+) -> None:
+    """The deploy/ environment file, pointed at the test Redis: the bridge comes up and
+    /healthz says it is ready."""
+    env = read_env_file(os.path.join(ROOT, "deploy", "bbb-bridge.env"))
+    env.update(REDIS_PORT=str(redis_server.port), WEBSOCKET_PORT="0", WEBSOCKET_HOST="127.0.0.1")
+    bridge = BridgeProcess("serve", env=env)
+    processes.append(await bridge.start())
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
+    assert (status, body["status"]) == (200, "ok")
