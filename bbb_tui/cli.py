@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.demo import DEFAULT_DEMO_RATE, Demo, LogToMonitor
@@ -25,6 +25,7 @@ from bridge.config import (
 )
 from bridge.embedded import EmbeddedRedisError
 from bridge.protocol import DEFAULT_WEBSOCKET_URL
+from bridge.subscriptions import SubscriptionError, subscription_url
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -41,6 +42,22 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         f"WEBSOCKET_URL] (default: {DEFAULT_WEBSOCKET_URL})",
     )
     add_token(parser, environ)
+    parser.add_argument(
+        "--types",
+        default=environ.get("BBB_TYPES") or None,
+        metavar="T1,T2",
+        help="receive only these event types, e.g. job-refresh,queue-refresh (the bridge "
+        "filters) [env: BBB_TYPES] (default: all)",
+    )
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="receive queue events only for this queue (repeatable; job events name no queue "
+        "and still arrive) [env: BBB_QUEUES, comma-separated] (default: all)",
+    )
+    parser.set_defaults(queues_env=environ.get("BBB_QUEUES") or None)
     add_redis_options(parser, environ, purpose="the test-event keys publish to")
     parser.add_argument(
         "--fetch-latency",
@@ -85,8 +102,13 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         raise ConfigError(f"--url must be a ws:// or wss:// URL with a host, got {args.url!r}")
     if args.fetch_latency < 0 or args.log_lines < 10:
         raise ConfigError("--fetch-latency must be >= 0 and --log-lines >= 10")
+    queues = args.queue or [q for q in (args.queues_env or "").split(",") if q.strip()]
+    try:
+        url = subscription_url(args.url, args.types, queues)
+    except SubscriptionError as exc:
+        raise ConfigError(str(exc)) from None
     return TuiSettings(
-        url=args.url,
+        url=url,
         # Test events are published through the first node listed.
         redis_url=check_redis_url(split_redis_urls(args.redis_url or DEFAULT_REDIS_URL)[0]),
         prefix=args.prefix,
@@ -94,6 +116,12 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         log_lines=args.log_lines,
         token=args.token,
     )
+
+
+def with_query_of(url: str, other: str) -> str:
+    """``url`` with ``other``'s query string (the demo bridge, with the user's filters)."""
+    query = urlsplit(other).query
+    return urlunsplit(urlsplit(url)._replace(path="/", query=query)) if query else url
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -117,7 +145,10 @@ async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str 
             configured_redis=configured_redis, prefix=settings.prefix, rate=rate
         ) as demo:
             app = BbbApp(
-                replace(settings, url=demo.url, redis_url=demo.redis_url), workload=demo.workload
+                replace(
+                    settings, url=with_query_of(demo.url, settings.url), redis_url=demo.redis_url
+                ),
+                workload=demo.workload,
             )
             with logs_into(app):
                 await app.run_async()

@@ -15,9 +15,12 @@ import logging
 from collections.abc import Callable
 from typing import Protocol as TypingProtocol
 
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+
+from bridge.subscriptions import EVERYTHING
 
 log = logging.getLogger("bridge.connection")
 
@@ -31,6 +34,7 @@ class Owner(TypingProtocol):
     def on_request(self, connection: ClientConnection, request: Request) -> Response | None: ...
     def on_open(self, connection: ClientConnection, request: Request) -> None: ...
     def on_close(self, connection: ClientConnection) -> None: ...
+    def on_message(self, connection: ClientConnection, data: bytes) -> None: ...
     def forget(self, connection: ClientConnection) -> None: ...
     @property
     def resync_frame(self) -> bytes: ...
@@ -51,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         "peer",
         "protocol",
         "skipped",
+        "subscription",
         "transport",
     )
 
@@ -71,6 +76,7 @@ class ClientConnection(asyncio.Protocol):
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
         self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
+        self.subscription = EVERYTHING  # what it wants (the hub groups clients by it)
         self.protocol = ServerProtocol(max_size=max_size)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -96,9 +102,11 @@ class ClientConnection(asyncio.Protocol):
         for event in self.protocol.events_received():
             if isinstance(event, Request):
                 self._on_request(event)
-            else:
+            elif isinstance(event, Frame):
                 frames += 1
-            # Frames from clients (text, binary, pongs) need no action: the protocol
+                if event.opcode is Opcode.TEXT and event.fin and self.opened:
+                    self._owner.on_message(self, bytes(event.data))
+            # Other frames (binary, fragments, pongs) need no action: the protocol
             # answers pings and closes, and fails the connection (1009) above max_size.
         if frames and self._max_rate:
             self._spend(frames, elapsed)

@@ -127,18 +127,19 @@ RESYNC_TYPE = "resync"
 SESSION_TYPE = "session"
 
 
+def encode_control(kind: str, **data: object) -> bytes:
+    """A control message (an extension): ``{"type": kind, "data": {...}}``, compact JSON."""
+    return json.dumps({"type": kind, "data": data}, separators=(",", ":")).encode()
+
+
 def encode_session(epoch: str, seq: int) -> bytes:
     """``{"type":"session","data":{"epoch":...,"seq":<last seq>}}``: where a client stands."""
-    return json.dumps(
-        {"type": SESSION_TYPE, "data": {"epoch": epoch, "seq": seq}}, separators=(",", ":")
-    ).encode()
+    return encode_control(SESSION_TYPE, epoch=epoch, seq=seq)
 
 
 def encode_resync(reason: str, **details: object) -> bytes:
     """The control message announcing a gap: ``{"type":"resync","data":{"reason":...}}``."""
-    return json.dumps(
-        {"type": RESYNC_TYPE, "data": {"reason": reason, **details}}, separators=(",", ":")
-    ).encode()
+    return encode_control(RESYNC_TYPE, reason=reason, **details)
 
 
 # Payload bytes that a JSON string can hold as they are: printable ASCII but " and \.

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from bridge import subscriptions
 from bridge.auth import AuthError, origin_allowed, token_from, verify_token
 from bridge.config import Settings, split_redis_urls
 from bridge.connection import ClientConnection
@@ -24,9 +25,12 @@ from bridge.journal import Gap, Journal
 from bridge.metrics import CONTENT_TYPE, BridgeStats, Metrics
 from bridge.protocol import (
     GREETING,
+    Event,
     EventType,
+    encode_control,
     encode_resync,
     encode_session,
+    parse_frame,
     parse_resume,
 )
 from bridge.source import RedisSource, SourceState
@@ -140,7 +144,7 @@ class Bridge:
     def _publish(self, events: list[tuple[EventType, bytes]]) -> None:
         """The hot path: number and keep a batch of events, then send it to every client."""
         started = time.perf_counter()
-        self.hub.broadcast(self.journal.record(events))
+        self.hub.broadcast(self.journal.record(events), events)
         self.metrics.broadcast_seconds.observe(time.perf_counter() - started)
 
     def _on_redis_gap(self, down_for: float) -> None:
@@ -199,6 +203,7 @@ class Bridge:
             )
         try:
             parse_resume(url.query)
+            subscriptions.parse_query(url.query)
         except ValueError as exc:
             return self._refuse(connection, HTTPStatus.BAD_REQUEST, str(exc))
         return None
@@ -222,7 +227,9 @@ class Bridge:
         """Greeting, session, then what the client missed (or a resync), then live events."""
         journal = self.journal
         frames = [GREETING, encode_session(journal.epoch, journal.seq)]
-        point = parse_resume(urlsplit(request.path).query)  # checked by on_request
+        query = urlsplit(request.path).query
+        point = parse_resume(query)  # both checked by on_request
+        subscription = subscriptions.parse_query(query)
         resumed = ""
         if point is not None:
             missed = journal.missed(point)
@@ -231,14 +238,29 @@ class Bridge:
                 frames.append(encode_resync(missed.reason, **missed.details))
                 resumed = f"; resync ({missed.reason}) instead of replay from seq {point.since}"
             else:
+                if not subscription.everything:
+                    missed = [f for f in missed if _wanted(subscription, f)]
                 frames += missed
                 self.stats.replayed += len(missed)
                 resumed = f"; replayed {len(missed)} missed event(s) from seq {point.since}"
-        self.hub.join(connection, text_frames(frames))
+        self.hub.join(connection, text_frames(frames), subscription)
         self.stats.connections_opened += 1
         log.info(
             "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), resumed
         )
+
+    def on_message(self, connection: ClientConnection, data: bytes) -> None:
+        """A client frame: a subscription change (anything else is ignored, as before)."""
+        if b'"action"' not in data:
+            return
+        try:
+            action, types, queues = subscriptions.parse_action(data.decode(errors="replace"))
+            subscription = connection.subscription.apply(action, types, queues)
+        except ValueError as exc:
+            connection.write(text_frame(encode_control("error", reason=str(exc))))
+            return
+        self.hub.resubscribe(connection, subscription)
+        connection.write(text_frame(encode_control("subscribed", **subscription.describe())))
 
     def on_close(self, connection: ClientConnection) -> None:
         self.hub.leave(connection)
@@ -271,6 +293,12 @@ class Bridge:
             now = loop.time()
             for connection in list(self._connections):
                 connection.keepalive(now, PING_INTERVAL)
+
+
+def _wanted(subscription: subscriptions.Subscription, frame: bytes) -> bool:
+    """For replays (rare): whether a kept frame is one ``subscription`` wants."""
+    message = parse_frame(frame)
+    return isinstance(message, Event) and subscription.wants(message.type, message.id.encode())
 
 
 @functools.cache

@@ -1,0 +1,144 @@
+"""Selective subscriptions: which events a client wants (pure, no I/O).
+
+A client narrows what it receives on the connection URL, ``?types=job-refresh,queue-refresh``
+and ``?queue=emails`` (repeatable), and changes it at run time with frames such as
+``{"action": "subscribe", "types": ["log-refresh"], "queues": ["emails"]}`` (or
+``"unsubscribe"``). The bridge filters, so a client costs nothing for what it does not want.
+
+Only ``queue-refresh`` and ``single-queue-refresh`` name a queue; a queue filter passes
+those for its queues (and the generic ``"1"``, "some queue changed"). Job, scheduler
+and log events do not say which queue they belong to, so a queue filter cannot drop
+them: use ``types`` for that. With a filter, a client sees gaps in ``seq``: they are
+the events it did not want.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from bridge.protocol import EventType
+
+ALL_TYPES: frozenset[EventType] = frozenset(EventType)
+QUEUE_TYPES: frozenset[EventType] = frozenset(
+    {EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH}
+)
+GENERIC = b"1"  # "something changed": relevant to every queue
+MAX_QUEUES = 256  # per client: a filter is small by nature
+ACTIONS = ("subscribe", "unsubscribe")
+
+
+class SubscriptionError(ValueError):
+    """A filter or an action that cannot be applied (the message says why, in one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Types wanted, and queues: only ``queues`` (``only``), or all but them (not ``only``).
+
+    Frozen and hashable: the hub groups clients by subscription and frames each
+    batch once per group.
+    """
+
+    types: frozenset[EventType] = ALL_TYPES
+    only: bool = False
+    queues: frozenset[bytes] = frozenset()
+
+    @property
+    def everything(self) -> bool:
+        return self.types == ALL_TYPES and not self.only and not self.queues
+
+    def wants(self, event_type: EventType, payload: bytes) -> bool:
+        if event_type not in self.types:
+            return False
+        if event_type not in QUEUE_TYPES or payload == GENERIC:
+            return True
+        return (payload in self.queues) is self.only
+
+    def apply(self, action: str, types: Iterable[str], queues: Iterable[str]) -> Subscription:
+        """The subscription after ``{"action": action, "types": ..., "queues": ...}``."""
+        if action not in ACTIONS:
+            raise SubscriptionError(f"action must be one of {', '.join(ACTIONS)}")
+        named_types = _types(types)
+        named_queues = frozenset(q.encode() for q in queues)
+        add = action == "subscribe"
+        new_types = self.types | named_types if add else self.types - named_types
+        # Adding to an allowlist, or taking out of a denylist, and the other way round.
+        grow = add is self.only
+        new_queues = self.queues | named_queues if grow else self.queues - named_queues
+        if len(new_queues) > MAX_QUEUES:
+            raise SubscriptionError(f"at most {MAX_QUEUES} queues per client")
+        return replace(self, types=new_types, queues=new_queues)
+
+    def describe(self) -> dict[str, Any]:
+        """What a client is told after an action (and what the logs say)."""
+        queues = sorted(q.decode(errors="replace") for q in self.queues)
+        return {
+            "types": sorted(t.value for t in self.types),
+            "queues": {"only": queues} if self.only else {"except": queues},
+        }
+
+
+EVERYTHING = Subscription()
+
+
+def parse_query(query: str) -> Subscription:
+    """The subscription a connection URL asks for; raises SubscriptionError if malformed."""
+    params = parse_qs(query)
+    subscription = EVERYTHING
+    if "types" in params:
+        names = [n for value in params["types"] for n in value.split(",") if n.strip()]
+        subscription = replace(subscription, types=_types(names))
+    if "queue" in params:
+        queues = frozenset(q.encode() for q in params["queue"])
+        if len(queues) > MAX_QUEUES:
+            raise SubscriptionError(f"at most {MAX_QUEUES} queues per client")
+        subscription = replace(subscription, only=True, queues=queues)
+    return subscription
+
+
+def subscription_url(url: str, types: str | None, queues: Iterable[str]) -> str:
+    """``url`` with ``?types=...&queue=...`` for a client's filter (checked as the bridge would)."""
+    params: list[tuple[str, str]] = []
+    if types:
+        names = [n.strip() for n in types.split(",") if n.strip()]
+        _types(names)
+        params.append(("types", ",".join(names)))
+    params += [("queue", q.strip()) for q in queues if q.strip()]
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit(parts._replace(path=parts.path or "/", query=query))
+
+
+def parse_action(text: str) -> tuple[str, list[str], list[str]]:
+    """Read ``{"action": ..., "types": [...], "queues": [...]}`` from a client frame."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise SubscriptionError("not JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("action"), str):
+        raise SubscriptionError('expected {"action": "subscribe"|"unsubscribe", ...}')
+    lists = []
+    for key in ("types", "queues"):
+        value = message.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SubscriptionError(f"{key!r} must be a list of strings")
+        lists.append(value)
+    return message["action"], lists[0], lists[1]
+
+
+def _types(names: Iterable[str]) -> frozenset[EventType]:
+    known = {t.value: t for t in EventType}
+    names = [n.strip() for n in names]
+    unknown = sorted(n for n in names if n not in known)
+    if unknown:
+        raise SubscriptionError(
+            f"unknown type(s) {', '.join(map(repr, unknown))[:200]}; "
+            f"known: {', '.join(t.value for t in EventType)}"
+        )
+    return frozenset(known[n] for n in names)

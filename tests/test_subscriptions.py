@@ -1,0 +1,190 @@
+"""Selective subscriptions: ?types=, ?queue=, and subscribe/unsubscribe frames (issue 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.cli import build_parser, settings_from
+from bbb_tui.client import ConnState
+from bridge.embedded import RedisServer
+from bridge.protocol import EventType
+from bridge.server import Bridge
+from bridge.subscriptions import (
+    EVERYTHING,
+    Subscription,
+    SubscriptionError,
+    parse_action,
+    parse_query,
+)
+from tests.conftest import Publisher
+from tests.helpers import expect_greeting, recv_json, wait_for
+
+Q, SQ, J = EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH, EventType.JOB_REFRESH
+
+# -- the pure part -----------------------------------------------------------------
+
+
+def test_types_and_queues_choose_events() -> None:
+    only_emails = parse_query("queue=emails")
+    assert only_emails.wants(Q, b"emails") and only_emails.wants(SQ, b"emails")
+    assert not only_emails.wants(Q, b"payments")
+    assert only_emails.wants(Q, b"1")  # "some queue changed" may be this one
+    assert only_emails.wants(J, b"42")  # job events name no queue: never dropped by queue
+    queue_types = parse_query("types=queue-refresh,single-queue-refresh")
+    assert queue_types.wants(Q, b"x") and not queue_types.wants(J, b"x")
+    assert EVERYTHING.everything and not only_emails.everything
+
+
+def test_subscribe_and_unsubscribe_work_from_everything_and_from_a_list() -> None:
+    fewer = EVERYTHING.apply("unsubscribe", ["job-refresh"], ["noisy"])
+    assert not fewer.wants(J, b"1") and not fewer.wants(Q, b"noisy") and fewer.wants(Q, b"a")
+    back = fewer.apply("subscribe", ["job-refresh"], ["noisy"])
+    assert back == EVERYTHING
+    only = parse_query("queue=a").apply("subscribe", [], ["b"])
+    assert only.wants(Q, b"b") and not only.wants(Q, b"c")
+    assert not only.apply("unsubscribe", [], ["a", "b"]).wants(Q, b"a")
+
+
+@pytest.mark.parametrize(
+    "query", ["types=nope", "types=job-refresh,nope", "&".join(f"queue={i}" for i in range(300))]
+)
+def test_bad_filters_say_why(query: str) -> None:
+    with pytest.raises(SubscriptionError):
+        parse_query(query)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["nope", "[]", '{"types": []}', '{"action": "subscribe", "types": "job-refresh"}',
+     '{"action": "subscribe", "queues": [1]}'],
+)  # fmt: skip
+def test_bad_actions_say_why(text: str) -> None:
+    with pytest.raises(SubscriptionError):
+        parse_action(text)
+
+
+def test_the_tui_asks_the_bridge_to_filter() -> None:
+    args = build_parser({}).parse_args(["--types", "queue-refresh", "--queue", "emails"])
+    assert settings_from(args).url == "ws://localhost:8081/?types=queue-refresh&queue=emails"
+    args = build_parser({"BBB_QUEUES": "a,b"}).parse_args([])
+    assert settings_from(args).url == "ws://localhost:8081/?queue=a&queue=b"
+
+
+# -- a real bridge -----------------------------------------------------------------
+
+
+async def receive_until(ws: ClientConnection, last: str) -> list[tuple[str, str]]:
+    """(type, id) of every event up to the one whose payload is ``last``."""
+    got = []
+    while True:
+        message: dict[str, Any] = await recv_json(ws)
+        data = message["data"]
+        ident = data.get("jobId", data.get("queueName", data.get("schedulerKey")))
+        got.append((message["type"], ident))
+        if ident == last:
+            return got
+
+
+MIX = [
+    (J, "j1"),
+    (Q, "emails"),
+    (Q, "payments"),
+    (SQ, "emails"),
+    (EventType.LOG_REFRESH, "j1"),
+    (Q, "end"),
+]
+
+
+async def test_each_client_gets_what_it_asked_for(bridge: Bridge, publish: Publisher) -> None:
+    url = f"ws://127.0.0.1:{bridge.port}/"
+    async with (
+        connect(url) as everything,
+        connect(url + "?types=queue-refresh") as queue_refresh,
+        connect(url + "?queue=emails&queue=end") as emails,
+    ):
+        for ws in (everything, queue_refresh, emails):
+            await expect_greeting(ws)
+        before = bridge.hub.deliveries
+        for event_type, ident in MIX:
+            await publish(event_type, ident)
+        assert await receive_until(everything, "end") == [(t.value, i) for t, i in MIX]
+        assert await receive_until(queue_refresh, "end") == [
+            ("queue-refresh", "emails"),
+            ("queue-refresh", "payments"),
+            ("queue-refresh", "end"),
+        ]
+        assert await receive_until(emails, "end") == [
+            ("job-refresh", "j1"),
+            ("queue-refresh", "emails"),
+            ("single-queue-refresh", "emails"),
+            ("log-refresh", "j1"),
+            ("queue-refresh", "end"),
+        ]
+        # Nothing was sent that nobody wanted: 6 + 3 + 5 messages.
+        assert bridge.hub.deliveries - before == 14
+
+
+async def test_subscriptions_change_at_run_time(bridge: Bridge, publish: Publisher) -> None:
+    async with connect(f"ws://127.0.0.1:{bridge.port}/") as ws:
+        await expect_greeting(ws)
+        await ws.send('{"action": "unsubscribe", "types": ["job-refresh"]}')
+        reply = await recv_json(ws)
+        assert reply["type"] == "subscribed"
+        assert "job-refresh" not in reply["data"]["types"]
+        assert reply["data"]["queues"] == {"except": []}
+        await publish(J, "unwanted")
+        await publish(Q, "wanted")
+        assert (await recv_json(ws))["data"] == {"queueName": "wanted"}
+        await ws.send('{"action": "subscribe", "types": ["no-such-type"]}')
+        error = await recv_json(ws)
+        assert error["type"] == "error" and "no-such-type" in error["data"]["reason"]
+        await ws.send('{"action": "subscribe", "types": ["job-refresh"]}')
+        assert (await recv_json(ws))["type"] == "subscribed"
+        await publish(J, "wanted-again")
+        assert (await recv_json(ws))["data"] == {"jobId": "wanted-again"}
+
+
+async def test_a_bad_filter_on_the_url_is_a_400(bridge: Bridge) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"ws://127.0.0.1:{bridge.port}/?types=jobs")
+    assert refused.value.response.status_code == 400
+    assert b"unknown type" in refused.value.response.body
+
+
+async def test_a_replay_is_filtered_too(bridge: Bridge, publish: Publisher) -> None:
+    async with connect(f"ws://127.0.0.1:{bridge.port}/") as ws:
+        session = await expect_greeting(ws)
+    for event_type, ident in MIX:
+        await publish(event_type, ident)
+    await wait_for(lambda: bridge.journal.seq == session["seq"] + len(MIX))
+    query = f"?since={session['seq']}&epoch={session['epoch']}&types=queue-refresh"
+    async with connect(f"ws://127.0.0.1:{bridge.port}/{query}") as ws:
+        await expect_greeting(ws)
+        assert await receive_until(ws, "end") == [
+            ("queue-refresh", "emails"),
+            ("queue-refresh", "payments"),
+            ("queue-refresh", "end"),
+        ]
+
+
+async def test_the_tui_with_types_sees_only_those(
+    bridge: Bridge, redis_server: RedisServer, prefix: str
+) -> None:
+    url = f"ws://127.0.0.1:{bridge.port}/?types=queue-refresh"
+    app = BbbApp(TuiSettings(url=url, redis_url=redis_server.url, prefix=prefix))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.status.state is ConnState.CONNECTED, 10, what="connected")
+        await pilot.press("a")  # the four seed events: one of them is a queue-refresh
+        await wait_for(lambda: app.monitor.events == 1, what="the queue-refresh")
+        await pilot.press("a")
+        await wait_for(lambda: app.monitor.events == 2, what="the second one")
+        assert set(app.monitor.by_type) == {"queue-refresh"}
+
+
+def test_subscription_is_hashable_for_grouping() -> None:
+    assert {parse_query("queue=a"): 1}[Subscription(only=True, queues=frozenset({b"a"}))] == 1
