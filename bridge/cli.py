@@ -262,6 +262,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=env_flag(environ.get("BBB_COMPRESSION")),
+        help="offer permessage-deflate to clients that ask for it (browsers do); worth it "
+        "with ?batch= (see the README) [env: BBB_COMPRESSION=true] (default: off)",
+    )
+    serve.add_argument(
         "--embedded-redis",
         action=argparse.BooleanOptionalAction,
         default=env_flag(environ.get("BBB_EMBEDDED_REDIS")),
@@ -371,6 +378,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_client_rate=max(args.max_client_rate, 0.0),
         embedded_redis=args.embedded_redis,
         workers=max(args.workers, 1),
+        compression=args.compression,
         reuse_port=args.reuse_port,
         log_level=args.log_level.upper(),
     )

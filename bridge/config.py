@@ -71,6 +71,8 @@ class Settings:
     max_client_rate: float = 0.0
     #: Start a private redis-server when none is configured and none answers locally.
     embedded_redis: bool = False
+    #: Offer permessage-deflate to clients that ask for it (each message compressed once).
+    compression: bool = False
     #: Processes serving the port (SO_REUSEPORT); each is a whole bridge.
     workers: int = 1
     reuse_port: bool = False

@@ -15,11 +15,13 @@ import logging
 from collections.abc import Callable
 from typing import Protocol as TypingProtocol
 
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
+from bridge.delivery import PLAIN
 from bridge.subscriptions import EVERYTHING
 
 log = logging.getLogger("bridge.connection")
@@ -50,6 +52,7 @@ class ClientConnection(asyncio.Protocol):
         "_owner",
         "_slow_timeout",
         "_timer",
+        "delivery",
         "last_seen",
         "opened",
         "peer",
@@ -68,6 +71,7 @@ class ClientConnection(asyncio.Protocol):
         max_buffer: int = 1024 * 1024,
         slow_timeout: float = 30.0,
         max_rate: float = 0.0,
+        compression: bool = False,
     ) -> None:
         self._owner = owner
         # Frames a client may send: refilled at max_rate per second, up to a burst of 2x.
@@ -76,8 +80,16 @@ class ClientConnection(asyncio.Protocol):
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
         self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
-        self.subscription = EVERYTHING  # what it wants (the hub groups clients by it)
-        self.protocol = ServerProtocol(max_size=max_size)
+        self.subscription = EVERYTHING  # what it wants, and how (the hub groups clients by
+        self.delivery = PLAIN  # both)
+        # With compression allowed, clients that offer permessage-deflate get it, each
+        # message compressed on its own so that one compressed copy serves them all.
+        extensions = (
+            [ServerPerMessageDeflateFactory(server_no_context_takeover=True)]
+            if compression
+            else None
+        )
+        self.protocol = ServerProtocol(max_size=max_size, extensions=extensions)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.opened = False

@@ -1,23 +1,72 @@
 """The client registry and fan-out: a batch of encoded frames in, one write per client.
 
-Server frames are unmasked and uncompressed, so a batch is framed once, as one bytes
-object, and that same object is written to every open client: per client, the work
-is one check and one ``transport.write`` per batch, whatever the batch holds. No
-write waits for a client, so a client that reads slowly delays nobody else.
+Server frames are unmasked, so a batch is framed once, as one bytes object, and that
+same object is written to every open client: per client, the work is one check and
+one ``transport.write`` per batch, whatever the batch holds. No write waits for a
+client, so a client that reads slowly delays nobody else.
 
-Clients with a selective subscription are grouped by it: the batch is filtered and
-framed once per group, never per client, and a client is never sent (or costs
-anything for) an event it did not ask for.
+Clients are grouped by what they want (their subscription) and how (batched,
+compressed: :mod:`bridge.delivery`): each group's bytes are built once per batch,
+never per client, and a client costs nothing for an event it did not ask for.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 
+from bridge import delivery
 from bridge.connection import ClientConnection
+from bridge.delivery import PLAIN, Delivery
 from bridge.protocol import EventType
 from bridge.subscriptions import EVERYTHING, Subscription
-from bridge.wsframes import text_frames
+
+GroupKey = tuple[Subscription, Delivery]
+
+
+class Group:
+    """Clients that want the same events, the same way; and, if batched, what is held."""
+
+    __slots__ = ("clients", "delivery", "hub", "pending", "subscription", "timer")
+
+    def __init__(self, hub: Hub, subscription: Subscription, how: Delivery) -> None:
+        self.hub = hub
+        self.subscription = subscription
+        self.delivery = how
+        self.clients: set[ClientConnection] = set()
+        self.pending: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def send(self, frames: list[bytes]) -> None:
+        """Events: written to every member now, or held for the batch window."""
+        if self.delivery.batch:
+            self.pending += frames
+            if self.timer is None:
+                self.timer = asyncio.get_running_loop().call_later(self.delivery.batch, self.flush)
+        else:
+            self._write(frames, self.delivery)
+
+    def send_now(self, frames: list[bytes]) -> None:
+        """Control messages: after whatever was held, and never batched."""
+        self.flush()
+        self._write(frames, self.delivery._replace(batch=0.0))
+
+    def flush(self) -> None:
+        """Send what the batch window held (early: a member joins or leaves, or a control)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.pending:
+            pending, self.pending = self.pending, []
+            self._write(pending, self.delivery)
+
+    def _write(self, frames: list[bytes], how: Delivery) -> None:
+        data = delivery.encode(frames, how)
+        clients = self.clients
+        self.hub.deliveries += len(frames) * len(clients)
+        self.hub.bytes_out += len(data) * len(clients)
+        for connection in clients:
+            connection.write(data)
 
 
 class Hub:
@@ -25,8 +74,9 @@ class Hub:
 
     def __init__(self) -> None:
         self._clients: set[ClientConnection] = set()
-        self._groups: dict[Subscription, set[ClientConnection]] = {}
+        self._groups: dict[GroupKey, Group] = {}
         self.deliveries = 0  # messages queued, times clients (for /metrics)
+        self.bytes_out = 0  # bytes of those messages on the wire
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -35,7 +85,11 @@ class Hub:
         return iter(self._clients)
 
     def join(
-        self, connection: ClientConnection, first: bytes, subscription: Subscription = EVERYTHING
+        self,
+        connection: ClientConnection,
+        first: bytes,
+        subscription: Subscription = EVERYTHING,
+        how: Delivery = PLAIN,
     ) -> None:
         """Send ``first`` (framed messages: greeting, session, replay), then every broadcast.
 
@@ -44,27 +98,38 @@ class Hub:
         """
         connection.write(first)
         self._clients.add(connection)
-        connection.subscription = subscription
-        self._groups.setdefault(subscription, set()).add(connection)
+        self._group(connection, subscription, how)
 
     def resubscribe(self, connection: ClientConnection, subscription: Subscription) -> None:
         """From the next broadcast on, send ``connection`` what ``subscription`` wants."""
         if connection in self._clients:
             self._ungroup(connection)
-            connection.subscription = subscription
-            self._groups.setdefault(subscription, set()).add(connection)
+            self._group(connection, subscription, connection.delivery)
 
     def leave(self, connection: ClientConnection) -> None:
         if connection in self._clients:
             self._clients.discard(connection)
             self._ungroup(connection)
 
+    def _group(
+        self, connection: ClientConnection, subscription: Subscription, how: Delivery
+    ) -> None:
+        key = (subscription, how)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(self, subscription, how)
+        group.flush()  # what it held predates this client's session: not for it
+        connection.subscription, connection.delivery = subscription, how
+        group.clients.add(connection)
+
     def _ungroup(self, connection: ClientConnection) -> None:
-        group = self._groups.get(connection.subscription)
+        key = (connection.subscription, connection.delivery)
+        group = self._groups.get(key)
         if group is not None:
-            group.discard(connection)
-            if not group:
-                del self._groups[connection.subscription]
+            group.flush()  # held events were this client's too
+            group.clients.discard(connection)
+            if not group.clients:
+                del self._groups[key]
 
     def broadcast(
         self, frames: list[bytes], events: Sequence[tuple[EventType, bytes]] | None = None
@@ -72,19 +137,20 @@ class Hub:
         """Queue a batch of UTF-8 JSON messages, in order, on every open client.
 
         ``events`` (the type and payload of each frame) lets subscriptions choose;
-        without it (control messages), every client gets every frame.
+        without it (control messages), every client gets every frame, at once (after
+        whatever a batch window held).
         """
         if not self._clients:
             return  # nobody to frame them for
-        for subscription, clients in self._groups.items():
-            if events is None or subscription.everything:
+        for group in self._groups.values():
+            if events is None:
+                group.send_now(frames)
+                continue
+            if group.subscription.everything:
                 chosen = frames
             else:
-                wants = subscription.wants
+                wants = group.subscription.wants
                 chosen = [f for f, (t, p) in zip(frames, events, strict=True) if wants(t, p)]
                 if not chosen:
                     continue
-            data = text_frames(chosen)
-            self.deliveries += len(chosen) * len(clients)
-            for connection in clients:
-                connection.write(data)
+            group.send(chosen)

@@ -70,6 +70,11 @@ class BridgeCollector(Collector):
             "Messages queued to clients (events and resyncs, times clients)",
             value=bridge.hub.deliveries,
         )
+        yield CounterMetricFamily(
+            "bbb_bridge_bytes_out",
+            "Bytes of those messages queued to clients (after batching and compression)",
+            value=bridge.hub.bytes_out,
+        )
         yield _labelled(
             "bbb_bridge_dropped", "Redis messages dropped, by reason", "reason", source.dropped_by
         )

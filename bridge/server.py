@@ -20,6 +20,7 @@ from bridge import subscriptions
 from bridge.auth import AuthError, origin_allowed, token_from, verify_token
 from bridge.config import Settings, split_redis_urls
 from bridge.connection import ClientConnection
+from bridge.delivery import Delivery, negotiated_deflate, parse_batch
 from bridge.hub import Hub
 from bridge.journal import Gap, Journal
 from bridge.metrics import CONTENT_TYPE, BridgeStats, Metrics
@@ -165,6 +166,7 @@ class Bridge:
             max_buffer=self.settings.max_client_buffer,
             slow_timeout=self.settings.slow_client_timeout,
             max_rate=self.settings.max_client_rate,
+            compression=self.settings.compression,
         )
         self._connections.add(connection)
         self._all_gone.clear()
@@ -204,6 +206,7 @@ class Bridge:
         try:
             parse_resume(url.query)
             subscriptions.parse_query(url.query)
+            parse_batch(url.query)
         except ValueError as exc:
             return self._refuse(connection, HTTPStatus.BAD_REQUEST, str(exc))
         return None
@@ -243,7 +246,8 @@ class Bridge:
                 frames += missed
                 self.stats.replayed += len(missed)
                 resumed = f"; replayed {len(missed)} missed event(s) from seq {point.since}"
-        self.hub.join(connection, text_frames(frames), subscription)
+        how = Delivery(parse_batch(query), negotiated_deflate(connection.protocol))
+        self.hub.join(connection, text_frames(frames), subscription, how)
         self.stats.connections_opened += 1
         log.info(
             "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), resumed
