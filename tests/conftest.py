@@ -100,3 +100,16 @@ async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProces
     process = await BridgeProcess(*args).start()
     processes.append(process)
     return process
+
+
+async def serving_bridge(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> tuple[BridgeProcess, int]:
+    """`bbb-bridge` on a free port, subscribed to ``redis_server``; returns it and its port."""
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0",
+        "--redis-url", redis_server.url, "--prefix", prefix,
+    )  # fmt: skip
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    return bridge, port

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
-from tests.conftest import run_bridge
+from tests.conftest import run_bridge, serving_bridge
 from tests.helpers import (
     GREETING,
     BridgeProcess,
@@ -23,19 +23,6 @@ from tests.helpers import (
     run,
     wait_for,
 )
-
-
-async def serving_bridge(
-    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
-) -> tuple[BridgeProcess, int]:
-    """`bbb-bridge` on a free port, subscribed to the test Redis; returns it and its port."""
-    bridge = await run_bridge(
-        processes, "--host", "127.0.0.1", "--port", "0",
-        "--redis-url", redis_server.url, "--prefix", prefix,
-    )  # fmt: skip
-    port = await bridge.listening_port()
-    await bridge.wait_line("Subscribed to Redis channels")
-    return bridge, port
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

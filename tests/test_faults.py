@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.embedded import RedisServer
-from tests.conftest import run_bridge
+from tests.conftest import serving_bridge
 from tests.helpers import BridgeProcess, wait_for
 
 RATE = 1000  # events per second
@@ -117,12 +117,7 @@ def check_exactly_once(stream: Stream, listener: Listener, doubt: list[tuple[flo
 async def start_all(
     processes: list[BridgeProcess], redis: RedisServer, prefix: str
 ) -> tuple[BridgeProcess, Stream, Listener, list[asyncio.Task[None]]]:
-    bridge = await run_bridge(
-        processes, "--host", "127.0.0.1", "--port", "0",
-        "--redis-url", redis.url, "--prefix", prefix,
-    )  # fmt: skip
-    port = await bridge.listening_port()
-    await bridge.wait_line("Subscribed to Redis channels")
+    bridge, port = await serving_bridge(processes, redis, prefix)
     listener = Listener(await connect(f"ws://127.0.0.1:{port}"))
     stream = Stream(redis.url, f"{prefix}job-refresh")
     tasks = [asyncio.create_task(listener.run()), asyncio.create_task(stream.run())]

@@ -35,7 +35,7 @@ from bbb_tui.client import BridgeClient, ConnState, ConnStatus
 from bbb_tui.monitor import Monitor
 from bridge.embedded import RedisServer
 from bridge.protocol import GREETING, Event, EventType, Session, decode_payload, parse_frame
-from tests.helpers import ROOT
+from tests.helpers import ROOT, rss_bytes
 from tests.hostile import frames, payloads, ws_frame
 
 MAX_PAYLOAD = 4096
@@ -71,14 +71,6 @@ class Target:
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.fixture(scope="module")

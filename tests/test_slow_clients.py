@@ -16,7 +16,7 @@ from bridge.protocol import EventType
 from bridge.server import Bridge
 from bridge.wsframes import split_frames
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, run_bridge, start_bridge
-from tests.helpers import BridgeProcess, wait_for
+from tests.helpers import BridgeProcess, rss_bytes, wait_for
 
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -171,14 +171,6 @@ async def steady_stream(publish: Publisher, seconds: float) -> int:
         next_at += 0.01
         await asyncio.sleep(max(next_at - loop.time(), 0))
     return sent
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def all_delivered(clients: Clients, expected: int) -> dict[str, Any]:
