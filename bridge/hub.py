@@ -13,7 +13,9 @@ never per client, and a client costs nothing for an event it did not ask for.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 
 from bridge import delivery
 from bridge.connection import ClientConnection
@@ -22,6 +24,7 @@ from bridge.protocol import EventType
 from bridge.subscriptions import EVERYTHING, Subscription
 
 GroupKey = tuple[Subscription, Delivery]
+_type_of = itemgetter(0)
 
 
 class Group:
@@ -77,6 +80,7 @@ class Hub:
         self._groups: dict[GroupKey, Group] = {}
         self.deliveries = 0  # messages queued, times clients (for /metrics)
         self.bytes_out = 0  # bytes of those messages on the wire
+        self.events_out: Counter[EventType] = Counter()  # events queued, times clients
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -142,15 +146,24 @@ class Hub:
         """
         if not self._clients:
             return  # nobody to frame them for
+        batch_types: Counter[EventType] | None = None
+        out = self.events_out
         for group in self._groups.values():
             if events is None:
                 group.send_now(frames)
                 continue
             if group.subscription.everything:
                 chosen = frames
+                if batch_types is None:
+                    batch_types = Counter(map(_type_of, events))
+                for event_type, n in batch_types.items():
+                    out[event_type] += n * len(group.clients)
             else:
                 wants = group.subscription.wants
-                chosen = [f for f, (t, p) in zip(frames, events, strict=True) if wants(t, p)]
-                if not chosen:
+                picked = [(f, t) for f, (t, p) in zip(frames, events, strict=True) if wants(t, p)]
+                if not picked:
                     continue
+                chosen = [f for f, _ in picked]
+                for event_type, n in Counter(t for _, t in picked).items():
+                    out[event_type] += n * len(group.clients)
             group.send(chosen)

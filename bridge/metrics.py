@@ -17,6 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from bridge.protocol import EventType
+
 if TYPE_CHECKING:
     from bridge.server import Bridge
 
@@ -64,6 +66,12 @@ class BridgeCollector(Collector):
             "Events received from Redis and broadcast, by type",
             "type",
             {t.value: n for t, n in source.by_type.items()},
+        )
+        yield _labelled(
+            "bbb_bridge_events_out",
+            "Events queued to clients, by type (times the clients they went to)",
+            "type",
+            {t.value: bridge.hub.events_out[t] for t in EventType},
         )
         yield CounterMetricFamily(
             "bbb_bridge_messages_out",

@@ -53,6 +53,8 @@ async def test_metrics_count_what_happened(bridge: Bridge, publish: Publisher) -
     assert metrics[("bbb_bridge_events_in_total", (("type", "queue-refresh"),))] == 1
     assert metrics[("bbb_bridge_events_in_total", (("type", "log-refresh"),))] == 0
     assert metrics[("bbb_bridge_messages_out_total", ())] == 4  # 2 events x 2 clients
+    assert metrics[("bbb_bridge_events_out_total", (("type", "job-refresh"),))] == 2
+    assert metrics[("bbb_bridge_events_out_total", (("type", "log-refresh"),))] == 0
     assert metrics[("bbb_bridge_dropped_total", (("reason", "unknown channel"),))] == 1
     assert metrics[("bbb_bridge_resyncs_total", (("reason", "epoch-changed"),))] == 1
     assert metrics[("bbb_bridge_redis_up", ())] == 1

@@ -127,6 +127,7 @@ async def test_each_client_gets_what_it_asked_for(bridge: Bridge, publish: Publi
         ]
         # Nothing was sent that nobody wanted: 6 + 3 + 5 messages.
         assert bridge.hub.deliveries - before == 14
+        assert bridge.hub.events_out[Q] == 3 + 3 + 2
 
 
 async def test_subscriptions_change_at_run_time(bridge: Bridge, publish: Publisher) -> None:
