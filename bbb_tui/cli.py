@@ -23,9 +23,10 @@ from bridge.config import (
     number_from_env,
     split_redis_urls,
 )
+from bridge.delivery import parse_batch
 from bridge.embedded import EmbeddedRedisError
 from bridge.protocol import DEFAULT_WEBSOCKET_URL
-from bridge.subscriptions import SubscriptionError, subscription_url
+from bridge.subscriptions import connection_url
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -58,6 +59,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "and still arrive) [env: BBB_QUEUES, comma-separated] (default: all)",
     )
     parser.set_defaults(queues_env=environ.get("BBB_QUEUES") or None)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=number_from_env(int, environ, "BBB_BATCH", 0),
+        metavar="MS",
+        help="ask the bridge to send events in batches every MS milliseconds (fewer, larger "
+        "frames: for slow links) [env: BBB_BATCH] (default: 0, each event at once)",
+    )
     add_redis_options(parser, environ, purpose="the test-event keys publish to")
     parser.add_argument(
         "--fetch-latency",
@@ -104,8 +113,9 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         raise ConfigError("--fetch-latency must be >= 0 and --log-lines >= 10")
     queues = args.queue or [q for q in (args.queues_env or "").split(",") if q.strip()]
     try:
-        url = subscription_url(args.url, args.types, queues)
-    except SubscriptionError as exc:
+        url = connection_url(args.url, args.types, queues, args.batch)
+        parse_batch(urlsplit(url).query)
+    except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return TuiSettings(
         url=url,

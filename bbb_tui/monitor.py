@@ -37,6 +37,10 @@ _MAX_VALUE = 120  # characters of one data value shown in the log
 _CONTROL = {c: "\N{MIDDLE DOT}" for c in (*range(32), 127)}
 
 
+def _is_batch(frame: str | bytes) -> bool:
+    return frame[:1] in ("[", b"[")
+
+
 def clean(text: str, limit: int = _MAX_VALUE) -> str:
     """One printable line of at most ``limit`` characters."""
     text = text.translate(_CONTROL)
@@ -160,6 +164,9 @@ class Monitor:
                 handle(message, now)
                 events += 1
                 last = message
+            elif type(message) is Malformed and _is_batch(frame):
+                self._unbatch(frame)
+                last = None  # the batch's own events set last_seq
             else:
                 self._other(message)
         self.events += events
@@ -170,6 +177,18 @@ class Monitor:
             self.last_seq = last.seq
         if self._greeted or self._replay is not None:
             self._after_greeting()
+
+    def _unbatch(self, frame: str | bytes) -> None:
+        """A ``?batch=`` frame: a JSON array of messages, each taken as if framed alone."""
+        try:
+            items = json.loads(frame)
+        except (ValueError, RecursionError):
+            items = None
+        if not isinstance(items, list):
+            self._other(parse_frame(frame))
+            return
+        self.received -= 1  # counted as its messages instead
+        self.feed_many([json.dumps(item, separators=(",", ":")) for item in items])
 
     def _other(self, message: Message) -> None:
         if isinstance(message, Greeting):

@@ -100,14 +100,16 @@ def parse_query(query: str) -> Subscription:
     return subscription
 
 
-def subscription_url(url: str, types: str | None, queues: Iterable[str]) -> str:
-    """``url`` with ``?types=...&queue=...`` for a client's filter (checked as the bridge would)."""
+def connection_url(url: str, types: str | None, queues: Iterable[str], batch_ms: int = 0) -> str:
+    """``url`` with ``?types=...&queue=...&batch=...`` (checked as the bridge would)."""
     params: list[tuple[str, str]] = []
     if types:
         names = [n.strip() for n in types.split(",") if n.strip()]
         _types(names)
         params.append(("types", ",".join(names)))
     params += [("queue", q.strip()) for q in queues if q.strip()]
+    if batch_ms:
+        params.append(("batch", str(batch_ms)))
     if not params:
         return url
     parts = urlsplit(url)

@@ -11,6 +11,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from bbb_tui.app import BbbApp
+from bbb_tui.cache import QueryCache
+from bbb_tui.cli import build_parser, settings_from
+from bbb_tui.client import ConnState
+from bbb_tui.monitor import Monitor
 from bridge.delivery import Delivery, deflate_frame, encode, parse_batch
 from bridge.embedded import RedisServer
 from bridge.protocol import EventType
@@ -145,3 +150,32 @@ async def test_a_bad_batch_is_a_400(compressing: Bridge) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"ws://127.0.0.1:{compressing.port}/?batch=soon")
     assert refused.value.response.status_code == 400
+
+
+def test_the_tui_reads_batches_as_their_events() -> None:
+    monitor = Monitor(QueryCache(latency=0.0))
+    batch = '[{"type":"job-refresh","data":{"jobId":"a"},"seq":7},' + (
+        '{"type":"queue-refresh","data":{"queueName":"q"},"seq":8}]'
+    )
+    monitor.feed_many([batch, "[not json"])
+    assert monitor.events == 2 and monitor.last_seq == 8
+    assert monitor.by_type["job-refresh"] == 1 and monitor.by_type["queue-refresh"] == 1
+    assert monitor.by_type["malformed"] == 1
+    assert monitor.received == 3  # two messages, and the broken frame
+
+
+async def test_the_tui_with_batch_gets_every_event(
+    bridge: Bridge, redis_server: RedisServer, prefix: str
+) -> None:
+    args = build_parser({}).parse_args(
+        ["--url", f"ws://127.0.0.1:{bridge.port}", "--batch", "50", "--redis-url", redis_server.url,
+         "--prefix", prefix]
+    )  # fmt: skip
+    settings = settings_from(args)
+    assert settings.url.endswith("/?batch=50")
+    app = BbbApp(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.status.state is ConnState.CONNECTED, 10, what="connected")
+        await pilot.press("a")
+        await wait_for(lambda: app.monitor.events == 4, what="the four seed events, batched")
+        assert app.monitor.problems == 0

@@ -129,3 +129,18 @@ async def test_with_auth_and_origins_the_page_passes_its_token_along(
         assert len(bridge.hub) == 1
     finally:
         await bridge.stop()
+
+
+async def test_the_page_shows_each_message_of_a_batch(
+    bridge: Bridge, publish: Publisher, browser: Browser
+) -> None:
+    """With ?batch= in the bridge URL, an array frame is shown as its messages."""
+    ws = f"ws://127.0.0.1:{bridge.port}/?batch=50"
+    page = await open_page(browser, f"http://127.0.0.1:{bridge.port}/?ws={ws}")
+    await expect(page.locator("#state")).to_have_text("connected")
+    await publish(EventType.JOB_REFRESH, "a")
+    await publish(EventType.JOB_REFRESH, "b")
+    rows = page.locator("#log .row")
+    await expect(rows).to_have_count(4)
+    await expect(rows.nth(3)).to_contain_text('{"jobId":"b"}  #2')
+    assert await page.locator("#log .row.bad").count() == 0
