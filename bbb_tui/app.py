@@ -30,6 +30,9 @@ FLUSH_INTERVAL = 0.1
 #: The cache table is redrawn at most this often: a DataTable repaint costs far more than
 #: a log append, and fetch states a quarter of a second old are still current to a person.
 TABLE_INTERVAL = 0.25
+#: Under a flood (more new lines per flush than the log shows), the log redraws this
+#: often instead (4 Hz): nobody reads 20,000 lines a second, and each redraw costs the same.
+LOG_BUSY_INTERVAL = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class BbbApp(App[None]):
         self._status_text = ""
         self._spark_second = -1
         self._table_at = float("-inf")
+        self._log_at = float("-inf")
         self._refilter_on_resume = False
 
     # -- layout ------------------------------------------------------------------
@@ -169,7 +173,10 @@ class BbbApp(App[None]):
         """
         now = self._clock()
         self.cache.tick(now)
-        self.event_log.append(self.monitor.drain())
+        busy = self.monitor.pending > self.event_log.size.height
+        if force or not busy or now - self._log_at >= LOG_BUSY_INTERVAL:
+            self._log_at = now
+            self.event_log.append(self.monitor.drain())
         due = force or now - self._table_at >= TABLE_INTERVAL
         if self.cache.changed and due:
             self._table_at = now

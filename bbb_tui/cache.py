@@ -44,6 +44,9 @@ class QueryStatus(enum.StrEnum):
     FETCHING = "fetching"
 
 
+_FETCHING = QueryStatus.FETCHING  # a global: cheaper than the attribute, per event
+
+
 def key_label(key: QueryKey) -> str:
     """``("jobs/single", "42")`` -> ``"jobs/single 42"``."""
     return " ".join(key)
@@ -84,8 +87,11 @@ class Backend:
             if specific:
                 if ident not in self.recent_jobs:
                     self.recent_jobs.append(ident)
-                if t is EventType.SINGLE_JOB_REFRESH:
-                    _bump(self.job_refreshes, ident, self._MAX_IDS)
+                if t is EventType.SINGLE_JOB_REFRESH:  # the common case: _bump inlined
+                    refreshes = self.job_refreshes
+                    refreshes[ident] += 1
+                    if len(refreshes) > 2 * self._MAX_IDS:
+                        _forget_oldest(refreshes, self._MAX_IDS)
         elif t is EventType.LOG_REFRESH or t is EventType.JOB_LOG_REFRESH:
             if t is EventType.LOG_REFRESH:
                 self.job_events += 1
@@ -119,10 +125,15 @@ class Backend:
 
 def _bump(counter: Counter[str], key: str, limit: int) -> None:
     counter[key] += 1
-    if len(counter) > 2 * limit:  # amortised: forget the oldest half at once
-        kept = list(counter.items())[-limit:]
-        counter.clear()
-        counter.update(dict(kept))
+    if len(counter) > 2 * limit:
+        _forget_oldest(counter, limit)
+
+
+def _forget_oldest(counter: Counter[str], limit: int) -> None:
+    """Keep the ``limit`` newest keys (amortised: done once per ``limit`` new keys)."""
+    kept = list(counter.items())[-limit:]
+    counter.clear()
+    counter.update(dict(kept))
 
 
 class QueryCache:
@@ -210,10 +221,15 @@ class QueryCache:
         return now >= query.fetch_started + self.latency
 
     def _invalidate_one(self, query: Query, now: float) -> None:
+        """Per event and key: kept to attribute updates (``_start_fetch`` inlined)."""
         query.invalidations += 1
-        if query.status is QueryStatus.FETCHING:
+        if query.status is _FETCHING:
             query.cancelled += 1  # React Query's cancelRefetch: the newer fetch wins
-        self._start_fetch(query, now)
+        query.status = _FETCHING
+        query.fetch_started = now
+        key = query.key
+        self._fetching.add(key)
+        self.changed.add(key)
 
     def _start_fetch(self, query: Query, now: float) -> None:
         query.status = QueryStatus.FETCHING

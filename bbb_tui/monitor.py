@@ -184,7 +184,7 @@ class Monitor:
             items = json.loads(frame)
         except (ValueError, RecursionError):
             items = None
-        if not isinstance(items, list):
+        if not isinstance(items, list) or not items:  # the bridge never sends an empty batch
             self._other(parse_frame(frame))
             return
         self.received -= 1  # counted as its messages instead
@@ -286,6 +286,11 @@ class Monitor:
         return clock_time(wall, self._stamp)
 
     # -- read by the app on its clock ------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Lines the next :meth:`drain` would return (before the filter), at most."""
+        return 0 if self.paused else min(self._new, len(self.entries))
 
     def drain(self) -> list[str]:
         """The lines to append to the log since the last drain (none while paused).

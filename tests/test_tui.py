@@ -184,14 +184,16 @@ async def test_malformed_frames_are_counted_and_do_not_disconnect() -> None:
     async with serve(hostile, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         app = make_app(port, "redis://127.0.0.1:1", "p:")
-        async with app.run_test(size=(120, 40)):
-            await wait_for(lambda: app.monitor.events == 1, what="the valid event")
-            assert app.monitor.problems == 5
-            assert app.status.state is ConnState.CONNECTED and app.status.connections == 1
-            await wait_for(lambda: "5 unparsable/unknown" in status_line(app))
-            await wait_for(lambda: log_text(app).count("malformed") == 4)
-            assert "unknown" in log_text(app)
-        hold.set()
+        try:
+            async with app.run_test(size=(120, 40)):
+                await wait_for(lambda: app.monitor.events == 1, what="the valid event")
+                assert app.monitor.problems == 5
+                assert app.status.state is ConnState.CONNECTED and app.status.connections == 1
+                await wait_for(lambda: "5 unparsable/unknown" in status_line(app))
+                await wait_for(lambda: log_text(app).count("malformed") == 4)
+                assert "unknown" in log_text(app)
+        finally:
+            hold.set()  # let the server's handler end, whatever happened
 
 
 async def test_firing_without_redis_notifies_and_breaks_nothing(bridge: Bridge) -> None:
