@@ -152,7 +152,7 @@ async def test_a_client_that_catches_up_gets_a_resync(
 STUCK_RATE = 1000  # events per second
 STUCK_SECONDS = 30.0
 BASELINE_SECONDS = 10.0
-P99_FLOOR_MS = 10.0  # below this, a doubled p99 is scheduling noise on a shared machine
+P99_FLOOR_MS = 15.0  # below this, a doubled p99 is scheduling noise on a shared machine
 SMALL_PAD = "x" * 200
 
 
