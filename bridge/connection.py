@@ -80,8 +80,9 @@ class ClientConnection(asyncio.Protocol):
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
         self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
-        self.subscription = EVERYTHING  # what it wants, and how (the hub groups clients by
-        self.delivery = PLAIN  # both)
+        # What it wants, and how (batched, compressed): the hub groups clients by both.
+        self.subscription = EVERYTHING
+        self.delivery = PLAIN
         # With compression allowed, clients that offer permessage-deflate get it, each
         # message compressed on its own so that one compressed copy serves them all.
         extensions = (
