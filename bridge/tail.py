@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
 from bridge.backoff import Backoff
+from bridge.protocol import Event, Message, ResumePoint, Session, parse_frame, with_resume
 
 log = logging.getLogger("bridge.tail")
 
@@ -24,6 +25,15 @@ def as_json_line(frame: str | bytes) -> str | None:
         return None
 
 
+def _advance(resume: ResumePoint | None, message: Message) -> ResumePoint | None:
+    """Where to resume from after ``message``."""
+    if isinstance(message, Session):
+        return ResumePoint(message.seq, message.epoch)
+    if isinstance(message, Event) and message.seq is not None and resume is not None:
+        return resume._replace(since=message.seq)
+    return resume
+
+
 #: Refusals that retrying cannot fix: the token or the origin is wrong.
 PERMANENT = {401: "unauthorized", 403: "forbidden"}
 
@@ -31,22 +41,30 @@ PERMANENT = {401: "unauthorized", 403: "forbidden"}
 async def tail(
     url: str, *, count: int = 0, token: str | None = None, out: TextIO = sys.stdout
 ) -> int:
-    """Print every message from ``url``, reconnecting forever; stop after ``count`` if > 0."""
+    """Print every message from ``url``, reconnecting forever; stop after ``count`` if > 0.
+
+    After a drop it resumes (``?since=&epoch=``): the bridge replays what was missed.
+    """
     backoff = Backoff(base=0.5, cap=30.0)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     received = 0
+    resume: ResumePoint | None = None
     while True:
         try:
             async with connect(
-                url, open_timeout=5, max_size=2**24, additional_headers=headers
+                with_resume(url, resume) if resume else url,
+                open_timeout=5,
+                max_size=2**24,
+                additional_headers=headers,
             ) as ws:
-                log.info("Connected to %s", url)
+                log.info("Connected to %s%s", url, f" (from seq {resume.since})" if resume else "")
                 backoff.reset()
                 async for frame in ws:
                     line = as_json_line(frame)
                     if line is None:
                         log.warning("Unparsable message: %r", frame[:200])
                         continue
+                    resume = _advance(resume, parse_frame(frame))
                     print(line, file=out, flush=True)
                     received += 1
                     if count and received >= count:

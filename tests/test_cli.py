@@ -13,7 +13,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
-from tests.conftest import run_bridge, serving_bridge
+from bridge.protocol import EventType
+from bridge.server import Bridge
+from tests.conftest import Publisher, run_bridge, serving_bridge
 from tests.helpers import (
     GREETING,
     BridgeProcess,
@@ -193,3 +195,26 @@ def test_several_redis_urls_from_flags_or_environment() -> None:
     assert settings(["--redis-url", "redis://c:3"], {"REDIS_URL": both}) == "redis://c:3"
     with pytest.raises(ConfigError, match="scheme"):
         settings(["--redis-url", "redis://a:1", "--redis-url", "http://b"], {})
+
+
+async def test_tail_resumes_after_a_drop(
+    processes: list[BridgeProcess], bridge: Bridge, publish: Publisher
+) -> None:
+    """`tail` reconnects with since/epoch: every event once, in order, across the drop."""
+    tail = await run_bridge(
+        processes, "tail", "--url", f"ws://127.0.0.1:{bridge.port}", "--count", "9"
+    )
+    await tail.wait_line("Connected to")
+    await wait_for(lambda: len(bridge.hub) == 1, what="tail connected")
+    for i in range(2):
+        await publish(EventType.JOB_REFRESH, f"before-{i}")
+    await wait_for(lambda: len(tail.stdout_lines) == 4, what="greeting, session, 2 events")
+    for connection in list(bridge.hub):
+        connection.abort()  # the network drops
+    for i in range(3):
+        await publish(EventType.JOB_REFRESH, f"after-{i}")
+    await tail.wait_line(r"Connected to .* \(from seq 2\)")
+    assert await tail.wait(timeout=10) == 0  # 9 messages: twice greeting + session, 5 events
+    events = [json.loads(line) for line in tail.stdout_lines]
+    ids = [m["data"]["jobId"] for m in events if "jobId" in m["data"]]
+    assert ids == ["before-0", "before-1", "after-0", "after-1", "after-2"]
