@@ -31,8 +31,14 @@ class Gap(NamedTuple):
     details: dict[str, object]
 
 
+#: Whatever ``size`` says, the kept frames never hold more than this: 10,000 events of
+#: the largest payload allowed (64 KiB) would otherwise be 640 MiB.
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+
+
 class Journal:
-    """Numbers events and keeps the last ``size`` of them (none older than ``max_age`` s).
+    """Numbers events and keeps the last ``size`` of them (none older than ``max_age`` s,
+    and no more than ``max_bytes`` of frames).
 
     ``size=0`` keeps nothing: events are still numbered, and any resume point behind
     the latest event gets a :class:`Gap`.
@@ -43,15 +49,21 @@ class Journal:
         *,
         size: int,
         max_age: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
         epoch: str | None = None,
     ) -> None:
         self.epoch = epoch or new_epoch()
         self.seq = 0  # the last event's number; the first event is 1
+        self.size = size
         self.max_age = max_age
+        self.max_bytes = max_bytes
         self._clock = clock
         self._frames: deque[bytes] = deque(maxlen=size)  # events first_seq..seq
-        self._batches: deque[tuple[float, int]] = deque()  # (time, its last seq), for max_age
+        # (time, last seq, bytes) per batch: for max_age and max_bytes. The bytes of a
+        # batch that maxlen has started to evict still count: the total is an upper bound.
+        self._batches: deque[tuple[float, int, int]] = deque()
+        self._bytes = 0
         self._gaps: deque[int] = deque()  # Redis gaps, as the seq they came after
 
     @property
@@ -63,9 +75,11 @@ class Journal:
         """Number, encode and keep a batch of events; return their frames, in order."""
         frames = encode_numbered_events(events, self.seq)
         self.seq += len(frames)
-        if self._frames.maxlen:
-            self._frames.extend(frames)
-            self._batches.append((self._clock(), self.seq))
+        if self.size:
+            self._frames.extend(frames)  # maxlen drops the oldest, in C
+            size = sum(map(len, frames))
+            self._batches.append((self._clock(), self.seq, size))
+            self._bytes += size
             self._trim()
         return frames
 
@@ -88,15 +102,17 @@ class Journal:
         return list(islice(self._frames, point.since + 1 - self.first_seq, None))
 
     def _trim(self) -> None:
-        """Forget events older than ``max_age``, and bookkeeping for forgotten events."""
+        """Forget whole batches older than ``max_age`` or past ``max_bytes``, and the
+        bookkeeping of events ``size`` already pushed out."""
         frames, batches, gaps = self._frames, self._batches, self._gaps
         too_old = self._clock() - self.max_age
-        while batches and batches[0][0] < too_old:
-            _, last = batches.popleft()
+        while batches and (batches[0][0] < too_old or self._bytes > self.max_bytes):
+            _, last, size = batches.popleft()
+            self._bytes -= size
             for _ in range(min(last - self.first_seq + 1, len(frames))):
                 frames.popleft()
         first = self.first_seq
         while batches and batches[0][1] < first:
-            batches.popleft()
+            self._bytes -= batches.popleft()[2]
         while gaps and gaps[0] < first - 1:
             gaps.popleft()

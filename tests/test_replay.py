@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
@@ -98,6 +100,18 @@ def test_a_redis_gap_is_announced_to_whoever_was_away_across_it() -> None:
         gap = journal.missed(ResumePoint(since, "e"))
         assert isinstance(gap, Gap) and gap.reason == "redis-reconnected"
     assert ids(journal.missed(ResumePoint(3, "e"))) == []  # saw the resync's successor
+
+
+def test_the_ring_is_bounded_in_bytes_too() -> None:
+    """Big payloads: whole batches are forgotten once the frames pass max_bytes."""
+    journal = Journal(size=1000, max_age=60, max_bytes=1100, epoch="e")
+    for i in range(10):  # 357 bytes a frame, one per batch: 3 fit
+        journal.record([(JOB, b"%d" % i * 300)])
+    assert journal.first_seq == 8
+    assert ids(journal.missed(ResumePoint(7, "e")))[0][1] == 8
+    assert isinstance(journal.missed(ResumePoint(6, "e")), Gap)
+    journal.record([(JOB, b"y" * 5000)])  # bigger than the bound on its own: nothing kept
+    assert journal.first_seq == journal.seq + 1
 
 
 def test_size_zero_numbers_but_keeps_nothing() -> None:
@@ -255,3 +269,44 @@ def test_frames_with_seq_stay_what_the_web_client_reads() -> None:
     journal = Journal(size=1, max_age=1, epoch="e")
     (frame,) = journal.record([(EventType.JOB_REFRESH, b"job-1")])
     assert json.loads(frame) == {"type": "job-refresh", "data": {"jobId": "job-1"}, "seq": 1}
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("record"), st.lists(st.binary(max_size=40), min_size=1, max_size=5)),
+            st.tuples(st.just("gap"), st.just([])),
+            st.tuples(st.just("wait"), st.just([])),
+        ),
+        max_size=30,
+    ),
+    st.integers(min_value=0, max_value=12),
+    st.integers(min_value=100, max_value=2000),
+)
+def test_a_replay_is_exactly_what_came_after_or_a_gap(
+    steps: list[tuple[str, list[bytes]]], size: int, max_bytes: int
+) -> None:
+    """Whatever happened, resuming from any seq gives exactly the frames after it, or a Gap
+    (never a frame twice, never one missing); and a Gap only when it must be one."""
+    clock = FakeClock()
+    journal = Journal(size=size, max_age=5, max_bytes=max_bytes, clock=clock, epoch="e")
+    everything: list[bytes] = []  # every frame ever, in order: seq n is everything[n - 1]
+    gaps: list[int] = []
+    for action, payloads in steps:
+        if action == "record":
+            everything += journal.record([(JOB, p) for p in payloads])
+        elif action == "gap":
+            journal.mark_gap()
+            gaps.append(journal.seq)
+        else:
+            clock.now += 2
+    assert journal.seq == len(everything)
+    for since in range(journal.seq + 1):
+        result = journal.missed(ResumePoint(since, "e"))
+        if isinstance(result, list):
+            assert result == everything[since:]
+            assert not any(g >= since for g in gaps)  # a Redis gap since then is never hidden
+            assert len(result) <= size or since == journal.seq
+        else:
+            assert result.reason in ("redis-reconnected", "replay-unavailable")
+    assert journal.missed(ResumePoint(journal.seq, "e")) in ([], Gap("redis-reconnected", {}))
