@@ -102,6 +102,7 @@ async def test_a_valid_token_gets_in_by_query_or_header(locked: Bridge, publish:
 
 
 async def test_healthz_answers_without_a_token_and_tells_nothing_secret(locked: Bridge) -> None:
+    """/healthz needs no token, and its body holds only status, Redis state and client count."""
     answer = await raw_request(locked.port, "/healthz")
     assert answer.startswith(b"HTTP/1.1 200 ")
     body = json.loads(answer.partition(b"\r\n\r\n")[2])
@@ -116,6 +117,7 @@ async def test_healthz_answers_without_a_token_and_tells_nothing_secret(locked: 
 async def test_browsers_from_other_origins_get_403(
     locked: Bridge, origin: str, status: int
 ) -> None:
+    """Allowed origins (any case, trailing slash) upgrade; any other gets 403, no frame."""
     token = issue_token(SECRET)
     answer = await raw_request(locked.port, f"/?token={token}", f"Origin: {origin}")
     assert answer.startswith(b"HTTP/1.1 %d " % status)
@@ -126,6 +128,7 @@ async def test_browsers_from_other_origins_get_403(
 async def test_max_connections_turns_the_next_one_away_with_503(
     redis_server: RedisServer, prefix: str
 ) -> None:
+    """Past --max-connections: 503 with Retry-After; once one leaves, room again."""
     bridge = await start_bridge(redis_server.url, prefix, max_connections=2)
     url = f"ws://127.0.0.1:{bridge.port}"
     try:
@@ -146,6 +149,8 @@ async def test_max_connections_turns_the_next_one_away_with_503(
 async def test_a_client_flooding_frames_is_closed_with_1008_and_others_carry_on(
     redis_server: RedisServer, prefix: str, publish: Publisher, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A burst within the allowance is fine; a flood closes that client with 1008, others are
+    served."""
     caplog.set_level(logging.WARNING, logger="bridge")
     bridge = await start_bridge(redis_server.url, prefix, max_client_rate=10)
     url = f"ws://127.0.0.1:{bridge.port}"
@@ -170,6 +175,7 @@ async def test_a_client_flooding_frames_is_closed_with_1008_and_others_carry_on(
 
 
 def test_token_command_prints_a_token_on_its_last_line() -> None:
+    """`bbb-bridge token` prints a token the secret verifies, with the sub and lifetime asked."""
     result = run("token", "--ttl", "120", "--sub", "ops", env={"BBB_AUTH_SECRET": SECRET})
     assert result.returncode == 0, result.stderr
     claims = verify_token(SECRET, result.stdout.strip().splitlines()[-1])
@@ -178,12 +184,15 @@ def test_token_command_prints_a_token_on_its_last_line() -> None:
 
 @pytest.mark.parametrize("command", [["token"], ["serve", "--port", "0"]])
 def test_a_short_secret_is_one_line_and_exit_2(command: list[str]) -> None:
+    """A secret under 32 bytes is refused in one line, exit 2, by token and serve alike."""
     result = run(*command, "--auth-secret", "short")
     assert result.returncode == 2
     assert "at least 32 bytes" in result.stderr and "Traceback" not in result.stderr
 
 
 async def test_tui_with_a_token_connects_and_without_one_says_why(locked: Bridge) -> None:
+    """bbb-tui with a valid token connects; without one it stops retrying and shows the 401's
+    reason."""
     url = f"ws://127.0.0.1:{locked.port}"
     good = BbbApp(TuiSettings(url=url, token=issue_token(SECRET)))
     async with good.run_test(size=(120, 40)):
@@ -197,6 +206,7 @@ async def test_tui_with_a_token_connects_and_without_one_says_why(locked: Bridge
 
 
 async def test_tail_with_and_without_a_token(locked: Bridge) -> None:
+    """`tail --token`/BBB_TOKEN gets in; without a token it exits 1 with the bridge's reason."""
     url = f"ws://127.0.0.1:{locked.port}"
     ok = await asyncio.to_thread(
         run, "tail", "--url", url, "--count", "1", env={"BBB_TOKEN": issue_token(SECRET)}

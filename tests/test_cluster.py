@@ -87,6 +87,8 @@ def publish(node: RedisServer, channel: str, payload: str) -> None:
 async def test_the_bridge_follows_the_cluster_when_its_node_dies(
     processes: list[BridgeProcess], cluster: list[RedisServer], prefix: str
 ) -> None:
+    """Events published on any node arrive; killing the bridge's node moves it to the next, with a
+    resync."""
     first, second, third = cluster
     bridge = await run_bridge(
         processes, "--host", "127.0.0.1", "--port", "0", "--prefix", prefix,

@@ -37,11 +37,13 @@ def inflate(frame: bytes) -> bytes:
 
 
 def test_a_deflated_frame_inflates_to_the_message() -> None:
+    """A compressed frame is RSV1-marked and inflates (RFC 7692) to the original message."""
     message = b'{"type":"job-refresh","data":{"jobId":"1"},"seq":1}'
     assert inflate(deflate_frame(message)) == message
 
 
 def test_a_batch_is_one_json_array_frame() -> None:
+    """A batch is one text frame holding a JSON array, compressed or not."""
     frames = [b'{"a":1}', b'{"b":2}']
     assert encode(frames, Delivery(batch=0.1)) == b"\x81\x11" + b'[{"a":1},{"b":2}]'
     assert json.loads(inflate(encode(frames, Delivery(batch=0.1, deflate=15)))) == [
@@ -52,6 +54,7 @@ def test_a_batch_is_one_json_array_frame() -> None:
 
 @pytest.mark.parametrize("query", ["batch=x", "batch=-1", "batch=10001", "batch=1.5"])
 def test_bad_batch_values_say_why(query: str) -> None:
+    """batch= must be whole milliseconds from 0 to 10,000; anything else says so."""
     with pytest.raises(ValueError, match="milliseconds"):
         parse_batch(query)
 
@@ -147,12 +150,15 @@ async def test_a_batched_client_gets_control_messages_at_once(
 
 
 async def test_a_bad_batch_is_a_400(compressing: Bridge) -> None:
+    """A malformed batch= is refused with 400 before the upgrade."""
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"ws://127.0.0.1:{compressing.port}/?batch=soon")
     assert refused.value.response.status_code == 400
 
 
 def test_the_tui_reads_batches_as_their_events() -> None:
+    """The TUI's monitor takes an array frame as its events (seq included); a broken one is
+    malformed."""
     monitor = Monitor(QueryCache(latency=0.0))
     batch = '[{"type":"job-refresh","data":{"jobId":"a"},"seq":7},' + (
         '{"type":"queue-refresh","data":{"queueName":"q"},"seq":8}]'
@@ -167,6 +173,7 @@ def test_the_tui_reads_batches_as_their_events() -> None:
 async def test_the_tui_with_batch_gets_every_event(
     bridge: Bridge, redis_server: RedisServer, prefix: str
 ) -> None:
+    """bbb-tui --batch asks for batches and still counts every event, with no problems."""
     args = build_parser({}).parse_args(
         ["--url", f"ws://127.0.0.1:{bridge.port}", "--batch", "50", "--redis-url", redis_server.url,
          "--prefix", prefix]

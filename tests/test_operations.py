@@ -66,6 +66,8 @@ async def test_metrics_count_what_happened(bridge: Bridge, publish: Publisher) -
 async def test_json_logs_are_one_object_per_line(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
 ) -> None:
+    """--log-format json: every stderr line is a JSON object with time (UTC), level, logger,
+    message."""
     bridge = await run_bridge(
         processes, "--host", "127.0.0.1", "--port", "0", "--redis-url", redis_server.url,
         "--prefix", prefix, "--log-format", "json",
@@ -134,6 +136,7 @@ async def test_workers_share_one_port_and_stop_together(
 async def test_a_worker_that_dies_is_restarted(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
 ) -> None:
+    """A worker killed after start-up is restarted by the parent, which keeps running."""
     parent = await run_bridge(
         processes, "--host", "127.0.0.1", "--port", "0", "--workers", "2",
         "--redis-url", redis_server.url, "--prefix", prefix,
@@ -164,6 +167,8 @@ def read_env_file(path: str) -> dict[str, str]:
 
 
 def test_the_systemd_unit_runs_serve_with_the_example_environment() -> None:
+    """The unit runs `serve` with the env file, restarts on failure but not on a configuration
+    error."""
     unit = {}
     with open(os.path.join(ROOT, "deploy", "bbb-bridge.service")) as lines:
         for line in lines:

@@ -45,6 +45,8 @@ async def open_page(browser: Browser, url: str) -> Page:
 
 
 async def test_the_page_is_plain_http_with_a_strict_policy(bridge: Bridge) -> None:
+    """GET / is an HTML page with a strict Content-Security-Policy."""
+
     def get() -> tuple[int, dict[str, str], bytes]:
         with urllib.request.urlopen(f"http://127.0.0.1:{bridge.port}/", timeout=5) as response:
             return response.status, dict(response.headers), response.read()
@@ -59,6 +61,7 @@ async def test_the_page_is_plain_http_with_a_strict_policy(bridge: Bridge) -> No
 async def test_live_messages_connect_disconnect_filter_clear(
     bridge: Bridge, publish: Publisher, browser: Browser
 ) -> None:
+    """In Chromium: live messages (hostile ones as text), filter, clear, disconnect and resume."""
     page = await open_page(browser, f"http://127.0.0.1:{bridge.port}/")
     await expect(page.locator("#state")).to_have_text("connected")
     rows = page.locator("#log .row")
@@ -94,6 +97,7 @@ async def test_live_messages_connect_disconnect_filter_clear(
 async def test_the_page_reconnects_after_the_bridge_restarts(
     redis_server: RedisServer, prefix: str, browser: Browser
 ) -> None:
+    """The page reconnects by itself after a bridge restart and shows the resync it gets."""
     bridge = await start_bridge(redis_server.url, prefix)
     port = bridge.port
     page = await open_page(browser, f"http://127.0.0.1:{port}/")

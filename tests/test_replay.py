@@ -47,6 +47,7 @@ def ids(frames: list[bytes] | Gap) -> list[tuple[str, int | None]]:
 
 
 def test_events_are_numbered_from_one_without_gaps() -> None:
+    """Events are numbered 1, 2, 3... across batches."""
     journal = Journal(size=10, max_age=60, epoch="e")
     assert ids(journal.record(events("a", "b"))) == [("a", 1), ("b", 2)]
     assert ids(journal.record(events("c"))) == [("c", 3)]
@@ -54,6 +55,7 @@ def test_events_are_numbered_from_one_without_gaps() -> None:
 
 
 def test_missed_events_are_replayed_exactly() -> None:
+    """Resuming from seq n gives exactly the frames after n (none from n itself or before)."""
     journal = Journal(size=10, max_age=60, epoch="e")
     journal.record(events("a", "b", "c", "d"))
     assert ids(journal.missed(ResumePoint(1, "e"))) == [("b", 2), ("c", 3), ("d", 4)]
@@ -70,6 +72,7 @@ def test_missed_events_are_replayed_exactly() -> None:
     ],
 )
 def test_what_cannot_be_replayed_is_a_gap(point: ResumePoint, reason: str) -> None:
+    """Another epoch, a seq ahead, or events no longer kept: a Gap with the reason."""
     journal = Journal(size=3, max_age=60, epoch="e")
     journal.record(events("a", "b", "c", "d", "e"))
     gap = journal.missed(point)
@@ -78,6 +81,7 @@ def test_what_cannot_be_replayed_is_a_gap(point: ResumePoint, reason: str) -> No
 
 
 def test_events_older_than_max_age_are_forgotten() -> None:
+    """Events older than max_age are not replayed; being up to date still is fine."""
     clock = FakeClock()
     journal = Journal(size=100, max_age=10, clock=clock, epoch="e")
     journal.record(events("old"))
@@ -92,6 +96,7 @@ def test_events_older_than_max_age_are_forgotten() -> None:
 
 
 def test_a_redis_gap_is_announced_to_whoever_was_away_across_it() -> None:
+    """A client away across a Redis gap gets a Gap, one that came back after it gets the replay."""
     journal = Journal(size=100, max_age=60, epoch="e")
     journal.record(events("a", "b"))
     journal.mark_gap()  # Redis lost after event 2
@@ -115,6 +120,7 @@ def test_the_ring_is_bounded_in_bytes_too() -> None:
 
 
 def test_size_zero_numbers_but_keeps_nothing() -> None:
+    """--replay-size 0 still numbers events, but anyone behind gets a Gap."""
     journal = Journal(size=0, max_age=60, epoch="e")
     assert ids(journal.record(events("a"))) == [("a", 1)]
     assert journal.missed(ResumePoint(1, "e")) == []
@@ -122,6 +128,7 @@ def test_size_zero_numbers_but_keeps_nothing() -> None:
 
 
 def test_resume_query_round_trip_and_errors() -> None:
+    """since/epoch survive a URL round trip next to other parameters; bad ones raise ValueError."""
     url = with_resume("ws://h:1/?token=t", ResumePoint(7, "ab-1"))
     assert url == "ws://h:1/?token=t&since=7&epoch=ab-1"
     assert parse_resume(url.split("?", 1)[1]) == ResumePoint(7, "ab-1")

@@ -30,6 +30,7 @@ Q, SQ, J = EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH, EventType.JO
 
 
 def test_types_and_queues_choose_events() -> None:
+    """Types choose events; a queue filter chooses queue events only ('1' and job events pass)."""
     only_emails = parse_query("queue=emails")
     assert only_emails.wants(Q, b"emails") and only_emails.wants(SQ, b"emails")
     assert not only_emails.wants(Q, b"payments")
@@ -41,6 +42,8 @@ def test_types_and_queues_choose_events() -> None:
 
 
 def test_subscribe_and_unsubscribe_work_from_everything_and_from_a_list() -> None:
+    """Unsubscribing from everything makes a denylist, subscribing back undoes it; allowlists grow
+    and shrink."""
     fewer = EVERYTHING.apply("unsubscribe", ["job-refresh"], ["noisy"])
     assert not fewer.wants(J, b"1") and not fewer.wants(Q, b"noisy") and fewer.wants(Q, b"a")
     back = fewer.apply("subscribe", ["job-refresh"], ["noisy"])
@@ -54,6 +57,7 @@ def test_subscribe_and_unsubscribe_work_from_everything_and_from_a_list() -> Non
     "query", ["types=nope", "types=job-refresh,nope", "&".join(f"queue={i}" for i in range(300))]
 )
 def test_bad_filters_say_why(query: str) -> None:
+    """Unknown types and too many queues on the URL are errors."""
     with pytest.raises(SubscriptionError):
         parse_query(query)
 
@@ -64,11 +68,13 @@ def test_bad_filters_say_why(query: str) -> None:
      '{"action": "subscribe", "queues": [1]}'],
 )  # fmt: skip
 def test_bad_actions_say_why(text: str) -> None:
+    """Action frames that are not JSON objects with string lists are errors."""
     with pytest.raises(SubscriptionError):
         parse_action(text)
 
 
 def test_the_tui_asks_the_bridge_to_filter() -> None:
+    """bbb-tui --types/--queue (or BBB_QUEUES) put the filter on the connection URL."""
     args = build_parser({}).parse_args(["--types", "queue-refresh", "--queue", "emails"])
     assert settings_from(args).url == "ws://localhost:8081/?types=queue-refresh&queue=emails"
     args = build_parser({"BBB_QUEUES": "a,b"}).parse_args([])
@@ -101,6 +107,7 @@ MIX = [
 
 
 async def test_each_client_gets_what_it_asked_for(bridge: Bridge, publish: Publisher) -> None:
+    """Three clients with three filters each get exactly their events, and nothing else is sent."""
     url = f"ws://127.0.0.1:{bridge.port}/"
     async with (
         connect(url) as everything,
@@ -131,6 +138,7 @@ async def test_each_client_gets_what_it_asked_for(bridge: Bridge, publish: Publi
 
 
 async def test_subscriptions_change_at_run_time(bridge: Bridge, publish: Publisher) -> None:
+    """subscribe/unsubscribe frames change what arrives next, and are answered; errors too."""
     async with connect(f"ws://127.0.0.1:{bridge.port}/") as ws:
         await expect_greeting(ws)
         await ws.send('{"action": "unsubscribe", "types": ["job-refresh"]}')
@@ -151,6 +159,7 @@ async def test_subscriptions_change_at_run_time(bridge: Bridge, publish: Publish
 
 
 async def test_a_bad_filter_on_the_url_is_a_400(bridge: Bridge) -> None:
+    """An unknown type on the URL is refused with 400 and the reason."""
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"ws://127.0.0.1:{bridge.port}/?types=jobs")
     assert refused.value.response.status_code == 400
@@ -158,6 +167,7 @@ async def test_a_bad_filter_on_the_url_is_a_400(bridge: Bridge) -> None:
 
 
 async def test_a_replay_is_filtered_too(bridge: Bridge, publish: Publisher) -> None:
+    """A resuming client with a filter is replayed only the events it wants."""
     async with connect(f"ws://127.0.0.1:{bridge.port}/") as ws:
         session = await expect_greeting(ws)
     for event_type, ident in MIX:
@@ -176,6 +186,7 @@ async def test_a_replay_is_filtered_too(bridge: Bridge, publish: Publisher) -> N
 async def test_the_tui_with_types_sees_only_those(
     bridge: Bridge, redis_server: RedisServer, prefix: str
 ) -> None:
+    """bbb-tui with types=queue-refresh receives only those of the seed events it fires."""
     url = f"ws://127.0.0.1:{bridge.port}/?types=queue-refresh"
     app = BbbApp(TuiSettings(url=url, redis_url=redis_server.url, prefix=prefix))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -188,4 +199,5 @@ async def test_the_tui_with_types_sees_only_those(
 
 
 def test_subscription_is_hashable_for_grouping() -> None:
+    """Equal subscriptions are equal keys (the hub groups clients by them)."""
     assert {parse_query("queue=a"): 1}[Subscription(only=True, queues=frozenset({b"a"}))] == 1
