@@ -97,7 +97,9 @@ def _serve_fuzz_target(redis_server: RedisServer, prefix: str, log: IO[bytes]) -
             text = log.read()
             found = re.search(rb"listening on port (\d+)", text)
         port = int(found.group(1))
-        with connect(f"ws://127.0.0.1:{port}") as healthy:
+        # No keepalive pings: their thread would draw from the global random module while
+        # Hypothesis generates examples (which it rightly warns about).
+        with connect(f"ws://127.0.0.1:{port}", ping_interval=None) as healthy:
             assert healthy.recv(timeout=5) == GREETING.decode()
             assert isinstance(parse_frame(healthy.recv(timeout=5)), Session)
             yield Target(process, port, healthy, client, prefix, log, rss_bytes(process.pid))
