@@ -75,12 +75,15 @@ class RedisSource:
         self.state = SourceState.CONNECTING
         self.subscribed = asyncio.Event()
         self._down_since: float | None = None
-        self.events_in = 0
-        self.dropped = 0
         # For /metrics: plain ints, read at scrape time.
         self.by_type: dict[EventType, int] = dict.fromkeys(EventType, 0)
         self.dropped_by: Counter[str] = Counter()
         self.reconnects = 0
+
+    @property
+    def dropped(self) -> int:
+        """Redis messages dropped so far, whatever the reason."""
+        return sum(self.dropped_by.values())
 
     @property
     def url(self) -> str:
@@ -170,11 +173,9 @@ class RedisSource:
                     f" ({len(payload)} bytes > --max-payload {limit})",
                 )
         if events:
-            self.events_in += len(events)
             self._on_events(events)
 
     def _drop(self, why: str, key: str, detail: str) -> None:
-        self.dropped += 1
         self.dropped_by[why] += 1
         suppressed = self._throttle.allow(f"{why}:{key}")
         if suppressed is not None:
