@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge.embedded import die_with_parent
+from bridge.server import STOP_SIGNALS
 
 log = logging.getLogger("bridge.workers")
 
@@ -25,7 +26,6 @@ log = logging.getLogger("bridge.workers")
 QUICK_EXIT = 3.0
 RESTART_DELAY = 1.0
 STOP_TIMEOUT = 5.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def run_workers(argv: Sequence[str], count: int, overrides: Sequence[str]) -> int:
