@@ -38,8 +38,7 @@ class Owner(TypingProtocol):
     def on_close(self, connection: ClientConnection) -> None: ...
     def on_message(self, connection: ClientConnection, data: bytes) -> None: ...
     def forget(self, connection: ClientConnection) -> None: ...
-    @property
-    def resync_frame(self) -> bytes: ...
+    def on_caught_up(self, connection: ClientConnection) -> bytes: ...
 
 
 class ClientConnection(asyncio.Protocol):
@@ -161,7 +160,7 @@ class ClientConnection(asyncio.Protocol):
                 self._timer.cancel()
                 self._timer = None
             log.info("Client %s caught up; %d batches skipped, sent resync", self.peer, skipped)
-            self.write(self._owner.resync_frame)
+            self.write(self._owner.on_caught_up(self))
 
     def _too_slow(self) -> None:
         log.warning(

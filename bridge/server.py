@@ -275,9 +275,8 @@ class Bridge:
             len(self.hub),
         )
 
-    @property
-    def resync_frame(self) -> bytes:
-        """What a client that fell behind receives once it catches up."""
+    def on_caught_up(self, connection: ClientConnection) -> bytes:
+        """What a client that fell behind (its events were skipped) receives once it catches up."""
         self.stats.resyncs["slow-client"] += 1
         return RESYNC_SLOW_CLIENT
 
