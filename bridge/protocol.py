@@ -146,22 +146,12 @@ def encode_resync(reason: str, **details: object) -> bytes:
 _NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
 
 
-def encode_payload_event(event_type: EventType, payload: bytes, seq: int | None = None) -> bytes:
-    """The frame for a raw Redis payload: :func:`encode_event` of the decoded payload.
-
-    Job ids, queue names and scheduler keys are plain ASCII; those are framed as they
-    are, without decoding and re-encoding (the bridge's per-message hot path).
-    """
-    if _NEEDS_ESCAPING.search(payload) is None:
-        tail = b'"}}' if seq is None else b'"},"seq":%d}' % seq
-        return b"".join((_FRAME_HEADS[event_type], b'"', payload, tail))
-    return encode_event(event_type, decode_payload(payload), seq)
-
-
 def encode_numbered_events(events: Iterable[tuple[EventType, bytes]], last_seq: int) -> list[bytes]:
-    """:func:`encode_payload_event` of each event, numbered from ``last_seq + 1``.
+    """The frame of each raw Redis payload, numbered from ``last_seq + 1``: as
+    :func:`encode_event` of the decoded payload gives it.
 
-    The bridge's per-message hot path, so written as one loop with the plain case inline.
+    The bridge's per-message hot path, so written as one loop: job ids, queue names and
+    scheduler keys are plain ASCII, framed as they are, without decoding and re-encoding.
     """
     heads, plain = _FRAME_HEADS, _NEEDS_ESCAPING.search
     frames: list[bytes] = []
