@@ -11,6 +11,7 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Sparkline, Static
 
 from bbb_tui.cache import QueryCache
@@ -23,6 +24,7 @@ from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
 from bridge.config import DEFAULT_REDIS_URL, redact
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
+from bridge.sanitize import sanitize
 from bridge.workload import Workload
 
 #: Widgets are redrawn on this clock, never per message.
@@ -33,6 +35,8 @@ TABLE_INTERVAL = 0.25
 #: Under a flood (more new lines per flush than the log shows), the log redraws this
 #: often instead (4 Hz): nobody reads 20,000 lines a second, and each redraw costs the same.
 LOG_BUSY_INTERVAL = 0.25
+#: The actions that write to Redis: off (and hidden) with --read-only.
+PUBLISHING_ACTIONS = frozenset({"fire", "fire_all"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class TuiSettings:
     fetch_latency: float = 0.15
     log_lines: int = 2000
     token: str | None = None  # for a bridge run with --auth-secret
+    read_only: bool = False  # no key publishes anything
 
 
 class BbbApp(App[None]):
@@ -150,6 +155,24 @@ class BbbApp(App[None]):
 
     # -- fed from the WebSocket worker (plain calls; no widget work here) ----------
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification is plain, sanitized text: some carry what Redis or a bridge said."""
+        super().notify(
+            sanitize(message),
+            title=sanitize(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
     def on_status(self, status: ConnStatus) -> None:
         previous, self.status = self.status, status
         if status.state is previous.state:
@@ -185,7 +208,7 @@ class BbbApp(App[None]):
         self._update_status(now)
 
     def _update_status(self, now: float) -> None:
-        text = status_text(self.status, self.monitor, now)
+        text = status_text(self.status, self.monitor, now, read_only=self.settings.read_only)
         if text.plain != self._status_text:
             self._status_text = text.plain
             self.status_bar.update(text, layout=False)  # fixed size: no relayout
@@ -211,6 +234,8 @@ class BbbApp(App[None]):
         self._fire(list(SEED_EVENTS))
 
     def _fire(self, events: list[tuple[EventType, str]]) -> None:
+        if self.settings.read_only:  # the bindings are off too; this is the last word
+            return
         self.run_worker(self._publish(events), group="publish", exit_on_error=False)
 
     async def _publish(self, events: list[tuple[EventType, str]]) -> None:
@@ -221,7 +246,6 @@ class BbbApp(App[None]):
                 f"Redis at {redact(self.publisher.url)} is not reachable: {exc}",
                 title="Cannot publish test event",
                 severity="error",
-                markup=False,  # exception text may hold [brackets]
             )
             return
         sent = ", ".join(f"{t.value} {p}" for t, p in events)
@@ -259,9 +283,11 @@ class BbbApp(App[None]):
         self._update_log_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """+ and - exist only in the demo, where there is a publisher to speed up."""
+        """+ and - exist only in the demo; the publishing keys not at all with --read-only."""
         if action == "rate":
             return self.workload is not None
+        if action in PUBLISHING_ACTIONS:
+            return not self.settings.read_only
         return True
 
     def action_rate(self, factor: float) -> None:

@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from bridge.protocol import Event, EventType, QueryKey, invalidated_keys
+from bridge.sanitize import sanitize
 
 # Section 3 as a per-type plan, derived once from the protocol table: the fixed keys,
 # and the name of the per-id key (``("jobs/single", id)``) if the type has one.
@@ -208,7 +209,7 @@ class QueryCache:
             query.last_fetched = done
             query.last_duration = done - query.fetch_started
             query.fetch_started = None
-            query.data = self.backend.answer(key)
+            query.data = sanitize(self.backend.answer(key))  # ids from the wire: made safe
             self.changed.add(key)
 
     def _get(self, key: QueryKey) -> Query | None:

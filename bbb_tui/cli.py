@@ -83,6 +83,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="event log lines kept [env: BBB_LOG_LINES] (default: 2000)",
     )
     parser.add_argument(
+        "--read-only",
+        action="store_true",
+        default=env_flag(environ.get("BBB_READ_ONLY")),
+        help="no key publishes anything (1-4 and a are off and hidden) [env: BBB_READ_ONLY=true]",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         default=env_flag(environ.get("BBB_DEMO")),
@@ -125,6 +131,7 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         fetch_latency=args.fetch_latency,
         log_lines=args.log_lines,
         token=args.token,
+        read_only=args.read_only,
     )
 
 

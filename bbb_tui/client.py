@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidURI, WebSocketException
 from bbb_tui.wire import Refused, WireConnection, open_connection
 from bridge.backoff import Backoff
 from bridge.protocol import ResumePoint, with_resume
+from bridge.sanitize import fit
 
 #: Frames larger than this close the connection (1009); the bridge sends far smaller ones.
 MAX_FRAME = 16 * 1024 * 1024
@@ -139,10 +140,10 @@ class BridgeClient:
                 token=self._token,
             )
         except (InvalidURI, ValueError) as exc:
-            self._set(state=ConnState.DISCONNECTED, error=f"invalid URL: {exc}")
+            self._set(state=ConnState.DISCONNECTED, error=_describe(exc, "invalid URL: "))
             return str(exc)
         except Refused as exc:  # retrying cannot fix a wrong token or origin
-            self._set(state=ConnState.DISCONNECTED, error=str(exc))
+            self._set(state=ConnState.DISCONNECTED, error=_describe(exc))
             return str(exc)
         except (TimeoutError, OSError, WebSocketException) as exc:
             return _describe(exc)
@@ -163,12 +164,15 @@ class BridgeClient:
         return reason
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, what: str = "") -> str:
+    """One safe line saying why a connection attempt failed (the text may come from the peer)."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        text = exc.strerror.lower()
+    else:
+        lines = str(exc).strip().splitlines()
+        text = lines[0] if lines else type(exc).__name__
+    return fit(what + text, 200, pad=False)

@@ -1,8 +1,10 @@
-"""What the reader task feeds, as plain Python: counters, rate, the log ring, the cache.
+"""What the connection feeds, as plain Python: counters, rate, the log ring, the cache.
 
-The WebSocket reader calls :meth:`Monitor.feed` once per frame (a few microseconds:
-parse, count, append, invalidate). Nothing here touches a widget: the app drains
-the new log lines and the changed cache rows on a clock, in one batch each.
+The connection calls :meth:`Monitor.feed_many` once per network read (a few
+microseconds a frame: parse, count, append, invalidate). Nothing here touches a
+widget: the app drains the new log lines and the changed cache rows on a clock, in
+one batch each. Text from the wire enters the log here, and only through
+:func:`bridge.sanitize.fit`: no line can hold a character that acts on the terminal.
 """
 
 from __future__ import annotations
@@ -26,15 +28,14 @@ from bridge.protocol import (
     Unknown,
     parse_frame,
 )
+from bridge.sanitize import fit
 
 INFO, UNKNOWN, MALFORMED = "info", "unknown", "malformed"
 #: Every kind of log line, in the order filters list them.
 KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INFO)
 # Padded to the common kinds' width; the rare longest one just pushes its line along.
 _PADDED = {kind: kind.ljust(len("job-scheduler-refresh")) for kind in KINDS}
-_MAX_VALUE = 120  # characters of one data value shown in the log
-# Control characters in hostile payloads must not break a log line.
-_CONTROL = {c: "\N{MIDDLE DOT}" for c in (*range(32), 127)}
+_MAX_VALUE = 120  # terminal cells of one data value shown in the log
 
 
 def _is_batch(frame: str | bytes) -> bool:
@@ -42,9 +43,8 @@ def _is_batch(frame: str | bytes) -> bool:
 
 
 def clean(text: str, limit: int = _MAX_VALUE) -> str:
-    """One printable line of at most ``limit`` characters."""
-    text = text.translate(_CONTROL)
-    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    """Outside text as one safe line of at most ``limit`` cells (escapes visible, ``…`` cut)."""
+    return fit(text, limit, pad=False)
 
 
 def clock_time(wall: float, hms: str | None = None) -> str:
@@ -56,10 +56,12 @@ def clock_time(wall: float, hms: str | None = None) -> str:
 def format_data(data: dict[str, object]) -> str:
     if len(data) == 1:  # the common case: one string field
         ((key, value),) = data.items()
-        if (
+        if (  # printable ASCII is safe as it is, one cell a character
             type(value) is str
+            and value.isascii()
             and len(value) <= _MAX_VALUE
             and value.isprintable()
+            and key.isascii()
             and len(key) <= 40
             and key.isprintable()
         ):
@@ -207,7 +209,7 @@ class Monitor:
             )
         elif isinstance(message, Unknown):
             self.by_type[UNKNOWN] += 1
-            self._append(UNKNOWN, f"type {clean(message.type, 40)!r}  {format_data(message.data)}")
+            self._append(UNKNOWN, f"type '{clean(message.type, 40)}'  {format_data(message.data)}")
         else:
             assert isinstance(message, Malformed)
             self.by_type[MALFORMED] += 1

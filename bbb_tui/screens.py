@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.text import Text
+from textual.actions import parse
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -22,7 +23,7 @@ ABOUT = (
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key binding of the app (read from its BINDINGS, so it cannot go stale)."""
+    """Every key binding the app offers now (its BINDINGS, less what ``check_action`` hides)."""
 
     BINDINGS = [
         Binding("escape,question_mark,q", "dismiss", "Close"),
@@ -32,6 +33,9 @@ class HelpScreen(ModalScreen[None]):
         rows = []
         for binding in self.app.BINDINGS:
             assert isinstance(binding, Binding)
+            _, action, parameters = parse(binding.action)
+            if self.app.check_action(action, parameters) is False:
+                continue  # hidden here as in the footer (the demo's keys, publishing keys)
             keys = ", ".join(
                 self.app.get_key_display(Binding(k, "")) for k in binding.key.split(",")
             )

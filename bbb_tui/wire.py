@@ -21,6 +21,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from bridge.connection import keep_alive, pump
+from bridge.sanitize import fit
 from bridge.wsframes import split_frames
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
@@ -209,12 +210,12 @@ class WireConnection(asyncio.Protocol):
             return None
         if isinstance(exc, InvalidStatus):
             response = exc.response
-            why = response.body.decode(errors="replace").strip()[:120] if response.body else ""
-            text = f"refused: HTTP {response.status_code} {why}".rstrip()
+            why = response.body.decode(errors="replace").strip() if response.body else ""
+            text = fit(f"refused: HTTP {response.status_code} {why}".rstrip(), 160, pad=False)
             return Refused(text) if response.status_code in (401, 403) else HandshakeFailed(text)
         if isinstance(exc, InvalidHandshake):
-            return HandshakeFailed(f"not a WebSocket server: {exc}")
-        return HandshakeFailed(str(exc))
+            return HandshakeFailed(fit(f"not a WebSocket server: {exc}", 160, pad=False))
+        return HandshakeFailed(fit(str(exc), 160, pad=False))
 
     def _flush(self) -> None:
         pump(self.protocol, self._transport, CLOSE_TIMEOUT)
@@ -231,9 +232,9 @@ class WireConnection(asyncio.Protocol):
         code = self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
         if code is not None:
             why = self.protocol.close_rcvd.reason if self.protocol.close_rcvd else ""
-            return f"closed by the bridge ({code}{': ' + why if why else ''})"
+            return fit(f"closed by the bridge ({code}{': ' + why if why else ''})", 160, pad=False)
         if exc is not None:
-            return str(exc) or type(exc).__name__
+            return fit(str(exc) or type(exc).__name__, 160, pad=False)
         return "connection closed"
 
 

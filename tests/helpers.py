@@ -177,6 +177,12 @@ def run(
     )
 
 
+async def publish_count(client: Any) -> int:
+    """PUBLISH commands a Redis has run so far, from any client (``INFO commandstats``)."""
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
 def rss_bytes(pid: int) -> int:
     """A process's resident memory (Linux)."""
     with open(f"/proc/{pid}/status") as status:

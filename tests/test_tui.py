@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
+from textual.binding import Binding
 from textual.widgets import Static
 
 from bbb_tui.app import BbbApp, TuiSettings
@@ -20,7 +22,7 @@ from bridge.embedded import RedisServer, free_port
 from bridge.protocol import GREETING, EventType
 from bridge.server import Bridge
 from tests.conftest import Publisher, start_bridge
-from tests.helpers import wait_for
+from tests.helpers import publish_count, wait_for
 
 
 def make_app(port: int, redis_url: str, prefix: str) -> BbbApp:
@@ -253,17 +255,47 @@ async def test_clear_and_filter(app_on_bridge: BbbApp, publish: Publisher) -> No
 
 
 async def test_help_lists_every_key(app_on_bridge: BbbApp) -> None:
-    """? opens a help screen that lists every binding's description."""
+    """? opens a help screen that lists every key the app offers (+/- only in the demo)."""
     app = app_on_bridge
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         keys = str(app.screen.query_one("#help-keys", Static).render())
         for binding in app.BINDINGS:
-            assert binding.tooltip in keys  # type: ignore[union-attr]
+            assert isinstance(binding, Binding) and binding.tooltip
+            assert (binding.tooltip in keys) is (
+                binding.action != "rate(1.5)" and "rate" not in binding.action
+            )
         assert "^c  quit" in keys
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_read_only_hides_and_disables_the_publishing_keys(
+    bridge: Bridge, redis_server: RedisServer, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    """With read_only, 1-4 and a publish nothing, appear in neither footer nor help, and the
+    status line says read-only."""
+    settings = TuiSettings(
+        url=f"ws://127.0.0.1:{bridge.port}", redis_url=redis_server.url, prefix=prefix,
+        read_only=True,
+    )  # fmt: skip
+    app = BbbApp(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app)
+        before = await publish_count(redis_client)
+        await pilot.press("1", "2", "3", "4", "a")
+        await pilot.press("question_mark")
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        assert "publish" not in keys
+        await pilot.press("escape")
+        footer = " ".join(str(key.render()) for key in app.query("FooterKey"))
+        assert "job" not in footer and "quit" in footer
+        await wait_for(lambda: "read-only" in status_line(app))
+        for worker in [w for w in app.workers if w.group == "publish"]:
+            await worker.wait()
+        assert await publish_count(redis_client) == before
+        assert "published" not in log_text(app)
 
 
 async def test_r_reconnects_now(app_on_bridge: BbbApp, bridge: Bridge) -> None:

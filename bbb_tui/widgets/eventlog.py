@@ -1,4 +1,9 @@
-"""The live event log: a bounded ``Log`` whose lines are coloured by message kind."""
+"""The live event log: a bounded ``Log`` whose lines are coloured by message kind.
+
+Its lines are sanitized where they are made (:mod:`bbb_tui.monitor`) and again here,
+before ``Log`` sees them: ``Log`` itself replaces only some C0 controls, and splits
+lines on U+0085, U+2028 and U+2029, which would let a job id forge a line of its own.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from rich.text import Text
 from textual.widgets import Log
 
 from bbb_tui.monitor import INFO, MALFORMED, UNKNOWN
+from bbb_tui.widgets.safe import dim_escapes
+from bridge.sanitize import sanitize
 
 KIND_COLOURS: dict[str, str] = {
     "job-refresh": "#61afef",
@@ -27,7 +34,7 @@ KIND_COLOURS: dict[str, str] = {
 
 
 class KindHighlighter(Highlighter):
-    """Colour the kind column (and dim the timestamp) of each log line."""
+    """Colour the kind column, dim the timestamp and the visible escapes of each log line."""
 
     _line = re.compile(r"^(\S+)  (\S+)")
     _styles = {kind: Style.parse(colour) for kind, colour in KIND_COLOURS.items()}
@@ -43,6 +50,7 @@ class KindHighlighter(Highlighter):
             text.stylize(style, *match.span(2))
             if match.group(2) in (MALFORMED, INFO):
                 text.stylize(style, match.end(2))
+        dim_escapes(text)
 
 
 class EventLog(Log):
@@ -61,7 +69,7 @@ class EventLog(Log):
         """
         if lines:
             following = self.scroll_offset.y >= self.max_scroll_y
-            self.write_lines(lines, scroll_end=False)
+            self.write_lines([sanitize(line) for line in lines], scroll_end=False)
             self.refresh()
             if following:
                 self.call_after_refresh(self.scroll_end, animate=False, immediate=True)

@@ -8,6 +8,10 @@ Not a DataTable: under a burst every slot changes on every redraw, and DataTable
 re-rendered its 16x7 cells in 40-70 ms a time on our machines (a seventh of a core
 at four redraws a second). Here the rows are one Rich ``Text`` with fixed-width
 columns, rebuilt only when a row's cells changed: a few milliseconds.
+
+Keys and data hold job ids and queue names from the wire: every cell is sanitized and
+cut to its column in terminal cells (:func:`bbb_tui.widgets.safe.safe_text`), ids in
+the middle so that two long ids with a common prefix still look different.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from textual.widget import Widget
 
 from bbb_tui.cache import BASE_KEYS, Query, QueryCache, QueryStatus, key_label
 from bbb_tui.monitor import clock_time
+from bbb_tui.widgets.safe import safe_text
+from bridge.sanitize import sanitize
 
 STATUS_STYLES = {
     QueryStatus.FRESH: "#98c379",
@@ -40,6 +46,7 @@ COLUMN_WIDTHS: dict[str, int] = {
 COLUMNS = tuple(COLUMN_WIDTHS)
 Cells = tuple[str, ...]
 _HEADER_STYLE = "bold"
+_STATUSES = {status.value for status in QueryStatus}
 _ZEBRA_STYLE = "on #262a30"
 
 
@@ -101,16 +108,13 @@ class QueryTable(Widget):
         return True
 
     def _build(self) -> Text:
-        """All rows as one Text, each line cut or padded to the widget's width."""
+        """All rows as one Text, each line exactly the widget's width in cells."""
         width = max(self.size.width, 40)
         text = Text(end="")
-        text.append(_line(COLUMNS, width), style=_HEADER_STYLE)
-        status_column = 1 + COLUMN_WIDTHS["query key"]
+        text.append_text(_line(COLUMNS, width, style=_HEADER_STYLE))
         for n, (_, cells) in enumerate(self._sorted_rows()):
             text.append("\n")
-            start = len(text) + status_column
-            text.append(_line(cells, width), style=_ZEBRA_STYLE if n % 2 else "")
-            text.stylize(STATUS_STYLES[QueryStatus(cells[1])], start, start + len(cells[1]))
+            text.append_text(_line(cells, width, style=_ZEBRA_STYLE if n % 2 else ""))
         return text
 
     def _sorted_rows(self) -> list[tuple[str, Cells]]:
@@ -132,20 +136,28 @@ class QueryTable(Widget):
             last = clock_time(self._wallclock() - (self._clock() - query.last_fetched))
         took = "-" if query.last_duration is None else f"{query.last_duration * 1000:.0f}ms"
         return (
-            key_label(query.key),
+            sanitize(key_label(query.key)),
             query.status.value,
             str(query.invalidations),
             str(query.fetches),
             last,
             took,
-            query.data,
+            sanitize(query.data),
         )
 
 
-def _line(cells: tuple[str, ...], width: int) -> str:
-    """One row: fixed-width columns, the last taking the rest, exactly ``width`` long."""
-    line = " " + "".join(
-        cell[: column - 1].ljust(column) if column else cell
-        for cell, column in zip(cells, COLUMN_WIDTHS.values(), strict=True)
-    )
-    return line[:width].ljust(width)
+def _line(cells: tuple[str, ...], width: int, *, style: str) -> Text:
+    """One row: each cell cut and padded to its column (in cells), exactly ``width`` cells."""
+    fixed = sum(COLUMN_WIDTHS.values())
+    line = Text(" ", style=style, end="")
+    for (name, column), cell in zip(COLUMN_WIDTHS.items(), cells, strict=True):
+        size = column or max(width - 1 - fixed, 0)  # the data column takes the rest
+        shown = safe_text(  # ids are cut in the middle: they differ at their ends
+            cell, max(size - 1, 0), where="middle" if name == "query key" else "end"
+        )
+        if name == "status" and cell in _STATUSES:
+            shown.stylize(STATUS_STYLES[QueryStatus(cell)], 0, len(cell))
+        line.append_text(shown)
+        line.append(" " if size else "")
+    line.truncate(width, pad=True)
+    return line

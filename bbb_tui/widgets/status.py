@@ -6,6 +6,7 @@ from rich.text import Text
 
 from bbb_tui.client import ConnState, ConnStatus
 from bbb_tui.monitor import Monitor
+from bbb_tui.widgets.safe import safe_text
 
 STATE_STYLES = {
     ConnState.CONNECTING: ("\N{CIRCLED WHITE BULLET}", "bold #e5c07b"),
@@ -21,12 +22,17 @@ def duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def status_text(status: ConnStatus, monitor: Monitor, now: float) -> Text:
+def status_text(
+    status: ConnStatus, monitor: Monitor, now: float, *, read_only: bool = False
+) -> Text:
     """Two lines: the connection, then the message counters."""
     mark, style = STATE_STYLES[status.state]
     text = Text()
     text.append(f"{mark} {status.state.value}", style=style)
-    text.append(f"  {status.url}")
+    if read_only:
+        text.append("  read-only", style="bold")
+    text.append("  ")
+    text.append_text(safe_text(status.url))
     if status.state is ConnState.CONNECTED and status.connected_at is not None:
         text.append(f"  up {duration(now - status.connected_at)}")
         if status.connections > 1:
@@ -36,7 +42,9 @@ def status_text(status: ConnStatus, monitor: Monitor, now: float) -> Text:
         if status.retry_at is not None:
             text.append(f"  retry in {max(status.retry_at - now, 0):.1f}s", style="bold")
     if status.error and status.state is not ConnState.CONNECTED:
-        text.append(f"  ({status.error})", style="dim")
+        text.append("  (", style="dim")
+        text.append_text(safe_text(status.error, style="dim"))
+        text.append(")", style="dim")
     text.append("\n")
     text.append(f"{monitor.events:,} events", style="bold")
     text.no_wrap = True  # one line each, cut with an ellipsis on narrow terminals
