@@ -18,7 +18,7 @@ from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
 from bbb_tui.monitor import KINDS, Monitor
 from bbb_tui.publisher import Publisher
-from bbb_tui.screens import FilterScreen, HelpScreen
+from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
@@ -47,6 +47,7 @@ class TuiSettings:
     fetch_latency: float = 0.15
     log_lines: int = 2000
     token: str | None = None  # for a bridge run with --auth-secret
+    token_file: str | None = None  # ...or a file holding it, read before every attempt
     read_only: bool = False  # no key publishes anything
 
 
@@ -73,7 +74,13 @@ class BbbApp(App[None]):
         ),
         Binding("4", "fire(3)", "log", tooltip="publish log-refresh test-job-456 to Redis"),
         Binding("a", "fire_all", "all", tooltip="publish all four test events"),
-        Binding("r", "reconnect", "reconnect", tooltip="reconnect to the bridge now"),
+        Binding(
+            "r",
+            "reconnect",
+            "reconnect",
+            tooltip="reconnect to the bridge now (also after it refused the connection)",
+        ),
+        Binding("t", "token", "token", tooltip="enter a new token and reconnect"),
         Binding("p", "toggle_pause", "pause", tooltip="pause / resume the event log"),
         Binding("c", "clear", "clear", tooltip="clear the event log"),
         Binding("f,slash", "filter", "filter", tooltip="filter the event log by kind"),
@@ -110,6 +117,7 @@ class BbbApp(App[None]):
             self.on_status,
             resume=self.monitor.resume_point,
             token=self.settings.token,
+            token_file=self.settings.token_file,
             clock=clock,
         )
         self.status = self.client.status
@@ -147,8 +155,7 @@ class BbbApp(App[None]):
         self.cache.mount(self._clock())
         self.flush()
         self.set_interval(FLUSH_INTERVAL, self.flush)
-        if self._connect:
-            self.run_worker(self.client.run(), name="websocket", exclusive=True)
+        self._start_client()
 
     async def on_unmount(self) -> None:
         await self.publisher.aclose()
@@ -177,6 +184,7 @@ class BbbApp(App[None]):
         previous, self.status = self.status, status
         if status.state is previous.state:
             return
+        self.refresh_bindings()  # t shows after a refusal
         if status.state is ConnState.CONNECTED:
             # Missed events are replayed by the bridge, or announced: the monitor sees which.
             reconnect = status.connections > 1
@@ -185,7 +193,7 @@ class BbbApp(App[None]):
         elif status.state is ConnState.RECONNECTING and previous.state is ConnState.CONNECTED:
             self.monitor.note(f"connection lost ({status.error}); reconnecting")
         elif status.state is ConnState.DISCONNECTED:
-            self.monitor.note(f"disconnected: {status.error}")
+            self.monitor.note(f"disconnected: {status.error}; r tries again, t takes a new token")
 
     # -- the clock: everything reaches the widgets here ----------------------------
 
@@ -254,8 +262,31 @@ class BbbApp(App[None]):
             self.notify("No bridge is subscribed to this Redis and prefix.", severity="warning")
 
     def action_reconnect(self) -> None:
-        self.monitor.note("reconnecting now (r)")
-        self.client.reconnect_now()
+        if self.client.stopped:  # refused for good: a new attempt, from scratch
+            self.monitor.note("trying again (r)")
+            self._start_client()
+        else:
+            self.monitor.note("reconnecting now (r)")
+            self.client.reconnect_now()
+
+    def _start_client(self) -> None:
+        if self._connect:
+            self.run_worker(self.client.run(), name="websocket", exclusive=True)
+
+    def action_token(self) -> None:
+        self.push_screen(TokenScreen(), self._use_token)
+
+    def _use_token(self, token: str | None) -> None:
+        if token is None:
+            return
+        self.client.token = token
+        self.client.token_file = None  # what was typed wins over the file
+        self.monitor.note("reconnecting with the new token (t)")
+        if self.client.stopped:
+            self._start_client()
+        else:
+            self.client.reconnect_now()
+        self.flush(force=True)
 
     def action_toggle_pause(self) -> None:
         self.monitor.set_paused(not self.monitor.paused)
@@ -288,6 +319,8 @@ class BbbApp(App[None]):
             return self.workload is not None
         if action in PUBLISHING_ACTIONS:
             return not self.settings.read_only
+        if action == "token":  # offered after a refusal, or when a token is in use
+            return self.client.stopped or bool(self.client.token or self.client.token_file)
         return True
 
     def action_rate(self, factor: float) -> None:

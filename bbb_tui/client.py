@@ -52,6 +52,9 @@ class BridgeClient:
     Each connection asks ``resume()`` where the last one left off, and passes it on as
     ``?since=<seq>&epoch=<epoch>`` so that the bridge replays what was missed.
 
+    The token is :attr:`token` (change it, then :meth:`run` again after a refusal), or
+    the contents of ``token_file``, read afresh before every attempt (rotated tokens).
+
     ``on_frames`` and ``on_status`` are plain calls made from the event loop: keep them
     cheap (append to a buffer); widgets are updated elsewhere, on a clock.
     """
@@ -65,6 +68,7 @@ class BridgeClient:
         backoff: Backoff | None = None,
         resume: Callable[[], ResumePoint | None] = lambda: None,
         token: str | None = None,
+        token_file: str | None = None,
         stable_after: float = 10.0,
         open_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -73,7 +77,8 @@ class BridgeClient:
         self._on_frames = on_frames
         self._on_status = on_status
         self._resume = resume  # where to resume from, asked before each connection
-        self._token = token
+        self.token = token
+        self.token_file = token_file
         self.backoff = backoff or Backoff(base=0.5, cap=30.0)  # the reconnect policy
         self._stable_after = stable_after
         self._open_timeout = open_timeout
@@ -93,8 +98,10 @@ class BridgeClient:
             self._connection.close(1000, "reconnect requested")
 
     async def run(self) -> None:
-        """Connect, read and reconnect until cancelled, or until the URL proves unusable."""
-        self._on_status(self.status)
+        """Connect, read and reconnect until cancelled, or until the bridge refuses for good
+        (a wrong URL, token or origin); call it again to start over after that."""
+        self.backoff.reset()
+        self._set(state=ConnState.CONNECTING, attempt=1, retry_at=None, error=None)
         while True:
             error = await self._connect_and_read()
             if error is None:
@@ -131,13 +138,17 @@ class BridgeClient:
             )
 
         try:
+            token = self._current_token()
+        except OSError as exc:  # the file may appear (or be fixed) later: retry
+            return _describe(exc, f"cannot read the token file {self.token_file}: ")
+        try:
             connection = await open_connection(
                 with_resume(self.url, self._resume()),
                 self._on_frames,
                 max_size=MAX_FRAME,
                 open_timeout=self._open_timeout,
                 on_open=opened,
-                token=self._token,
+                token=token,
             )
         except (InvalidURI, ValueError) as exc:
             self._set(state=ConnState.DISCONNECTED, error=_describe(exc, "invalid URL: "))
@@ -162,6 +173,17 @@ class BridgeClient:
             self._set(state=ConnState.CONNECTING, attempt=1, connected_at=None)
             return None
         return reason
+
+    def _current_token(self) -> str | None:
+        if self.token_file is None:
+            return self.token
+        with open(self.token_file, encoding="utf-8") as file:
+            return file.read().strip() or None
+
+    @property
+    def stopped(self) -> bool:
+        """True when :meth:`run` has returned: the bridge refused for good."""
+        return self.status.state is ConnState.DISCONNECTED
 
 
 def _describe(exc: BaseException, what: str = "") -> str:

@@ -17,11 +17,13 @@ from itertools import islice
 
 from bbb_tui.cache import QueryCache
 from bridge.protocol import (
+    REDIS_RECONNECTED,
     Event,
     EventType,
     Greeting,
     Malformed,
     Message,
+    RedisDown,
     ResumePoint,
     Resync,
     Session,
@@ -130,6 +132,8 @@ class Monitor:
         self._reconnected = False  # connected again: a session (resume) or a refetch is due
         self._greeted = False  # the greeting came; the session must come in the same read
         self._replay: tuple[int, int] | None = None  # (first, last) seq being replayed
+        #: When (``clock()``) the bridge lost Redis, while it says so; None while it has it.
+        self.redis_down_since: float | None = None
         self.by_type: Counter[str] = Counter()
         self.rate = RateMeter()
         self.entries: deque[tuple[str, str]] = deque(maxlen=capacity)  # (kind, line)
@@ -198,9 +202,14 @@ class Monitor:
             self._append(INFO, "greeting from the bridge (connected)")
         elif isinstance(message, Session):
             self._on_session(message)
+        elif isinstance(message, RedisDown):
+            self.redis_down_since = self._clock() - message.down_for
+            self._append(INFO, "the bridge lost Redis: no events until it is back")
         elif isinstance(message, Resync):
             self._replay = None  # what was missed is not replayed: refetch instead
             self.resyncs += 1
+            if message.reason == REDIS_RECONNECTED:
+                self.redis_down_since = None
             count = self.cache.invalidate_all(self._clock())
             self._append(
                 INFO,
@@ -222,6 +231,7 @@ class Monitor:
         self._reconnected = reconnect
         self._greeted = False
         self._replay = None
+        self.redis_down_since = None  # the session says
 
     def resume_point(self) -> ResumePoint | None:
         """Where to resume from (``?since=&epoch=``), once a bridge has said where we are."""
@@ -231,6 +241,10 @@ class Monitor:
 
     def _on_session(self, session: Session) -> None:
         self._greeted = False
+        down_for = session.redis_down_for
+        self.redis_down_since = None if down_for is None else self._clock() - down_for
+        if down_for is not None:
+            self._append(INFO, f"the bridge has had no Redis for {down_for:.0f}s: no events yet")
         point = self.resume_point()  # what this connection asked to resume from
         if self._reconnected and point is None:
             self._refetch_all("reconnected with nothing to resume from")

@@ -1,4 +1,4 @@
-"""Modal screens: the key help and the log filter."""
+"""Modal screens: the key help, the log filter and the token prompt."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import SelectionList, Static
+from textual.widgets import Input, SelectionList, Static
 
 from bbb_tui.monitor import KINDS
 from bbb_tui.widgets.eventlog import KIND_COLOURS
@@ -75,3 +75,21 @@ class FilterScreen(ModalScreen[None]):
         self, message: SelectionList.SelectedChanged[str]
     ) -> None:
         self._on_change(frozenset(message.selection_list.selected))
+
+
+class TokenScreen(ModalScreen[str | None]):
+    """Paste a new token (after a 401, or to rotate one); dismissed with it, or None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="token-box"):
+            yield Static(
+                "A token for this bridge ('bbb-bridge token' prints one). "
+                "Enter reconnects with it; escape cancels.",
+                id="token-title",
+            )
+            yield Input(password=True, placeholder="token", id="token-input")
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        self.dismiss(message.value.strip() or None)

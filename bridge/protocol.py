@@ -125,6 +125,10 @@ GREETING: bytes = b'{"type":"job-refresh","data":{"id":"connected"}}'
 RESYNC_TYPE = "resync"
 #: Extension: sent right after the greeting: this bridge's epoch and the last event's ``seq``.
 SESSION_TYPE = "session"
+#: Extension: the bridge lost its Redis subscription; events stop until a ``resync``
+#: (reason ``redis-reconnected``) says it is back.
+REDIS_DOWN_TYPE = "redis-down"
+REDIS_RECONNECTED = "redis-reconnected"
 
 
 def encode_control(kind: str, **data: object) -> bytes:
@@ -132,9 +136,18 @@ def encode_control(kind: str, **data: object) -> bytes:
     return json.dumps({"type": kind, "data": data}, separators=(",", ":")).encode()
 
 
-def encode_session(epoch: str, seq: int) -> bytes:
-    """``{"type":"session","data":{"epoch":...,"seq":<last seq>}}``: where a client stands."""
-    return encode_control(SESSION_TYPE, epoch=epoch, seq=seq)
+def encode_session(epoch: str, seq: int, *, redis_down_for: float | None = None) -> bytes:
+    """``{"type":"session","data":{"epoch":...,"seq":<last seq>,"redis":"up"}}``: where a
+    client stands; ``"redis":"down"`` with ``down_seconds`` while the bridge has no Redis."""
+    if redis_down_for is None:
+        return encode_control(SESSION_TYPE, epoch=epoch, seq=seq, redis="up")
+    down = round(redis_down_for, 1)
+    return encode_control(SESSION_TYPE, epoch=epoch, seq=seq, redis="down", down_seconds=down)
+
+
+def encode_redis_down(down_for: float = 0.0) -> bytes:
+    """``{"type":"redis-down","data":{"down_seconds":0.0}}``: no events until a resync."""
+    return encode_control(REDIS_DOWN_TYPE, down_seconds=round(down_for, 1))
 
 
 def encode_resync(reason: str, **details: object) -> bytes:
@@ -246,10 +259,21 @@ class Resync(NamedTuple):
 
 
 class Session(NamedTuple):
-    """Where this connection starts: the bridge's ``epoch`` and its last ``seq`` (an extension)."""
+    """Where this connection starts: the bridge's ``epoch`` and its last ``seq`` (an extension).
+
+    ``redis_down_for``: seconds the bridge has been without Redis, or None while it has it
+    (and from bridges that do not say).
+    """
 
     epoch: str
     seq: int
+    redis_down_for: float | None = None
+
+
+class RedisDown(NamedTuple):
+    """The bridge lost Redis ``down_for`` seconds ago: no events until a resync (an extension)."""
+
+    down_for: float
 
 
 class Unknown(NamedTuple):
@@ -266,7 +290,7 @@ class Malformed(NamedTuple):
     raw: str
 
 
-Message = Event | Greeting | Resync | Session | Unknown | Malformed
+Message = Event | Greeting | Resync | Session | RedisDown | Unknown | Malformed
 
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
 _MAX_RAW = 200  # characters of a malformed frame kept for display
@@ -316,7 +340,10 @@ def _parse_json(text: str) -> Message:
         if kind == SESSION_TYPE:
             epoch, seq = data.get("epoch"), data.get("seq")
             if isinstance(epoch, str) and _is_seq(seq):
-                return Session(epoch, seq)
+                down = _seconds(data.get("down_seconds")) if data.get("redis") == "down" else None
+                return Session(epoch, seq, down)
+        if kind == REDIS_DOWN_TYPE:
+            return RedisDown(_seconds(data.get("down_seconds")))
         return Unknown(kind, data)
     value = data.get(DATA_FIELD[event_type], data.get("id", ""))
     seq = message.get("seq")
@@ -326,6 +353,14 @@ def _parse_json(text: str) -> Message:
         data,
         seq if _is_seq(seq) else None,
     )
+
+
+def _seconds(value: object) -> float:
+    """A duration as the bridge sends it: a finite, non-negative number (else 0)."""
+    if type(value) not in (int, float):
+        return 0.0
+    seconds = float(value)  # type: ignore[arg-type]
+    return seconds if 0 <= seconds < 10**9 else 0.0
 
 
 def _is_seq(value: object) -> TypeGuard[int]:

@@ -26,9 +26,11 @@ from bridge.journal import Gap, Journal
 from bridge.metrics import CONTENT_TYPE, BridgeStats, Metrics
 from bridge.protocol import (
     GREETING,
+    REDIS_RECONNECTED,
     Event,
     EventType,
     encode_control,
+    encode_redis_down,
     encode_resync,
     encode_session,
     parse_frame,
@@ -47,6 +49,7 @@ CLOSE_TIMEOUT = 1.0
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
 RESYNC_SLOW_CLIENT = text_frame(encode_resync("slow-client"))
+REDIS_DOWN_FRAME = encode_redis_down()
 
 
 class Bridge:
@@ -67,7 +70,8 @@ class Bridge:
             settings.prefix,
             self._publish,
             max_payload=settings.max_payload,
-            on_gap=self._on_redis_gap,
+            on_down=self._on_redis_down,
+            on_up=self._on_redis_up,
             stall_timeout=settings.redis_timeout,
         )
         self._server: asyncio.Server | None = None
@@ -148,12 +152,21 @@ class Bridge:
         self.hub.broadcast(self.journal.record(events), events)
         self.metrics.broadcast_seconds.observe(time.perf_counter() - started)
 
+    def _on_redis_down(self) -> None:
+        """Tell every client that events stop until Redis is back (they show it)."""
+        self.hub.broadcast([REDIS_DOWN_FRAME])
+
+    def _on_redis_up(self, down_for: float, reconnect: bool) -> None:
+        """Subscribed: after a loss, or after starting without Redis while clients waited."""
+        if reconnect or len(self.hub):
+            self._on_redis_gap(down_for)
+
     def _on_redis_gap(self, down_for: float) -> None:
         """Redis forgot what it published while we were away: every client must refetch."""
         log.info("Sending resync to %d client(s): events may have been missed", len(self.hub))
         self.journal.mark_gap()
-        self.stats.resyncs["redis-reconnected"] += len(self.hub)
-        self.hub.broadcast([encode_resync("redis-reconnected", down_seconds=round(down_for, 1))])
+        self.stats.resyncs[REDIS_RECONNECTED] += len(self.hub)
+        self.hub.broadcast([encode_resync(REDIS_RECONNECTED, down_seconds=round(down_for, 1))])
 
     # -- connections --------------------------------------------------------------
 
@@ -229,7 +242,8 @@ class Bridge:
     def on_open(self, connection: ClientConnection, request: Request) -> None:
         """Greeting, session, then what the client missed (or a resync), then live events."""
         journal = self.journal
-        frames = [GREETING, encode_session(journal.epoch, journal.seq)]
+        down_for = self.source.down_for
+        frames = [GREETING, encode_session(journal.epoch, journal.seq, redis_down_for=down_for)]
         query = urlsplit(request.path).query
         point = parse_resume(query)  # both checked by on_request
         subscription = subscriptions.parse_query(query)

@@ -55,14 +55,17 @@ class RedisSource:
         max_payload: int = 64 * 1024,
         backoff: Backoff | None = None,
         stall_timeout: float = STALL_TIMEOUT,
-        on_gap: Callable[[float], None] | None = None,
+        on_down: Callable[[], None] | None = None,
+        on_up: Callable[[float, bool], None] | None = None,
     ) -> None:
         # Several URLs: Redis Cluster nodes (PUBLISH reaches every node), tried in turn.
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._node = 0
-        # Called with the seconds it was down when the subscription is back after a loss:
-        # whatever was published meanwhile is gone (Redis pub/sub keeps nothing).
-        self._on_gap = on_gap
+        # Called when the subscription is lost; then, when it is (first) up, with the seconds
+        # it was down and whether it had been up before: whatever was published meanwhile is
+        # gone (Redis pub/sub keeps nothing).
+        self._on_down = on_down
+        self._on_up = on_up
         self.prefix = prefix
         self.pattern = subscription_pattern(prefix)
         self._channels = channel_table(prefix)
@@ -74,7 +77,8 @@ class RedisSource:
         self._down_log = LogThrottle(DOWN_LOG_INTERVAL)
         self.state = SourceState.CONNECTING
         self.subscribed = asyncio.Event()
-        self._down_since: float | None = None
+        self._down_since = time.monotonic()  # down from the start, until first subscribed
+        self._ever_up = False
         # For /metrics: plain ints, read at scrape time.
         self.by_type: dict[EventType, int] = dict.fromkeys(EventType, 0)
         self.dropped_by: Counter[str] = Counter()
@@ -123,18 +127,19 @@ class RedisSource:
         try:
             self._backoff.reset()
             self._down_log = LogThrottle(DOWN_LOG_INTERVAL)  # the next outage is news again
+            reconnect = self._ever_up
             down_for = self._set_state(SourceState.SUBSCRIBED)
             log.info(
                 "Subscribed to Redis channels %s (%s) at %s%s",
                 self.pattern,
                 ", ".join(t.value for t in EventType),
                 redact(self.url),
-                f"; back after {down_for:.1f}s down" if down_for is not None else "",
+                f"; back after {down_for:.1f}s down" if reconnect else "",
             )
-            if down_for is not None:
+            if reconnect:
                 self.reconnects += 1
-                if self._on_gap is not None:
-                    self._on_gap(down_for)
+            if self._on_up is not None:
+                self._on_up(down_for, reconnect)
             pinged = False
             half = self._stall_timeout / 2
             while True:
@@ -182,22 +187,31 @@ class RedisSource:
             more = f" (+{suppressed} more since last report)" if suppressed else ""
             log.warning("Dropped message: %s %r%s%s", why, key[:200], detail, more)
 
-    def _set_state(self, state: SourceState) -> float | None:
-        """Change state; on resubscribing after a loss, return how long it was down."""
-        if state is self.state:
+    @property
+    def down_for(self) -> float | None:
+        """Seconds without a subscription (since the start, or since it was lost), or None."""
+        if self.state is SourceState.SUBSCRIBED:
             return None
+        return time.monotonic() - self._down_since
+
+    def _set_state(self, state: SourceState) -> float:
+        """Change state; on subscribing, return how long it was down (else 0)."""
+        if state is self.state:
+            return 0.0
         was_up = self.state is SourceState.SUBSCRIBED
         self.state = state
         now = time.monotonic()
         if state is SourceState.SUBSCRIBED:
             self.subscribed.set()
-            down_since, self._down_since = self._down_since, None
-            return None if down_since is None else now - down_since
+            self._ever_up = True
+            return now - self._down_since
         self.subscribed.clear()
         if was_up:
             self._down_since = now
             log.info("Redis subscription down; WebSocket clients stay connected")
-        return None
+            if self._on_down is not None:
+                self._on_down()
+        return 0.0
 
 
 def _describe(exc: BaseException) -> str:

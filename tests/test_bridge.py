@@ -54,7 +54,7 @@ async def test_greeting_then_session_come_first(bridge: Bridge, publish: Publish
         assert await recv_json(ws) == GREETING
         assert await recv_json(ws) == {
             "type": "session",
-            "data": {"epoch": bridge.journal.epoch, "seq": 0},
+            "data": {"epoch": bridge.journal.epoch, "seq": 0, "redis": "up"},
         }
         await publish(EventType.JOB_REFRESH, "1")
         assert (await recv_json(ws))["seq"] == 1
@@ -200,7 +200,8 @@ async def test_closed_clients_are_cleaned_up(bridge: Bridge) -> None:
 async def test_redis_crash_and_restart_under_a_running_bridge(
     own_redis: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Redis SIGKILLed and restarted: clients stay, /healthz goes 503 then 200, events flow."""
+    """Redis SIGKILLed and restarted: clients stay and are told (redis-down, then a resync),
+    /healthz goes 503 then 200, events flow."""
     caplog.set_level(logging.INFO, logger="bridge.source")
     bridge = await start_bridge(own_redis.url, prefix)
     try:
@@ -216,7 +217,9 @@ async def test_redis_crash_and_restart_under_a_running_bridge(
             assert (
                 "s down" in caplog.text
             )  # the subscribed line says it is back, and after how long
-            # Events published while the subscription was down are gone: clients are told.
+            # Clients are told when it goes (they show it), and that events published while
+            # the subscription was down are gone.
+            assert await recv_json(ws) == {"type": "redis-down", "data": {"down_seconds": 0.0}}
             resync = await recv_json(ws)
             assert resync["type"] == "resync"
             assert resync["data"]["reason"] == "redis-reconnected"
@@ -243,15 +246,21 @@ async def publish_once(url: str, channel: str, payload: str) -> None:
 
 
 async def test_bridge_starts_while_redis_is_down(own_redis: RedisServer, prefix: str) -> None:
-    """With Redis down at start the WebSocket side serves; once Redis is up, events flow."""
+    """With Redis down at start the WebSocket side serves, and its session says Redis is
+    down; once Redis is up, clients get a resync (what was published before is lost), then
+    events."""
     own_redis.kill()
     bridge = await start_bridge(own_redis.url, prefix)
     try:
-        async with await connected_client(bridge) as ws:
+        async with connect(ws_url(bridge)) as ws:
+            session = await expect_greeting(ws)
+            assert session["redis"] == "down" and session["down_seconds"] >= 0
             status, body = await http_get(f"http://127.0.0.1:{bridge.port}/healthz")
             assert (status, body["redis"]) == (503, "disconnected")
             own_redis.start()
             await bridge.source.wait_subscribed(10)
+            resync = await recv_json(ws)
+            assert (resync["type"], resync["data"]["reason"]) == ("resync", "redis-reconnected")
             await publish_once(own_redis.url, f"{prefix}queue-refresh", "q")
             assert await recv_event(ws) == {
                 "type": "queue-refresh",

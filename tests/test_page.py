@@ -112,6 +112,37 @@ async def test_the_page_reconnects_after_the_bridge_restarts(
         await bridge.stop()
 
 
+async def test_the_page_shows_a_redis_outage_behind_the_bridge(
+    own_redis: RedisServer, prefix: str, browser: Browser
+) -> None:
+    """Redis killed behind the bridge: the page shows 'Redis down Ns' until the resync."""
+    bridge = await start_bridge(own_redis.url, prefix)
+    try:
+        await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)
+        page = await open_page(browser, f"http://127.0.0.1:{bridge.port}/")
+        await expect(page.locator("#state")).to_have_text("connected")
+        await expect(page.locator("#redis")).to_be_hidden()
+        own_redis.kill()
+        await expect(page.locator("#redis")).to_contain_text("Redis down")
+        own_redis.start()
+        await expect(page.locator("#redis")).to_be_hidden(timeout=15_000)
+        await expect(page.locator("#log .row.control").last).to_contain_text("redis-reconnected")
+    finally:
+        await bridge.stop()
+
+
+async def test_the_page_shows_controls_and_bidi_as_escapes(
+    bridge: Bridge, publish: Publisher, browser: Browser
+) -> None:
+    """A job id with a right-to-left override or a line separator is shown escaped."""
+    page = await open_page(browser, f"http://127.0.0.1:{bridge.port}/")
+    await expect(page.locator("#state")).to_have_text("connected")
+    await publish(EventType.SINGLE_JOB_REFRESH, "\u202eexe.txt\u2028x".encode())
+    row = page.locator("#log .row").nth(2)
+    await expect(row).to_contain_text("\\u202eexe.txt\\u2028x")
+    assert "\u202e" not in await row.text_content()  # type: ignore[operator]
+
+
 async def test_with_auth_and_origins_the_page_passes_its_token_along(
     redis_server: RedisServer, prefix: str, browser: Browser
 ) -> None:

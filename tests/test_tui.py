@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cache import BASE_KEYS, key_label
 from bbb_tui.client import ConnState
 from bbb_tui.monitor import KINDS
-from bbb_tui.screens import FilterScreen, HelpScreen
+from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
+from bridge.auth import issue_token
 from bridge.embedded import RedisServer, free_port
 from bridge.protocol import GREETING, EventType
 from bridge.server import Bridge
@@ -170,6 +171,39 @@ async def test_bridge_restart_shows_reconnecting_then_invalidates_everything(
         await bridge.stop()
 
 
+async def test_a_redis_outage_behind_the_bridge_is_shown_until_it_is_over(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """Redis killed behind the bridge: 'connected · Redis down Ns' in amber while it is down;
+    back: the resync clears it and every key is refetched. Started during the outage, the
+    session says so."""
+    bridge = await start_bridge(own_redis.url, prefix)
+    app = make_app(bridge.port, own_redis.url, prefix)
+    late = make_app(bridge.port, own_redis.url, prefix)
+    try:
+        await bridge.source.wait_subscribed(10)
+        async with app.run_test(size=(120, 40)):
+            await connected(app)
+            assert "Redis down" not in status_line(app)
+            own_redis.kill()
+            await wait_for(lambda: "Redis down" in status_line(app), 5, what="Redis down shown")
+            assert "\N{MIDDLE DOT} Redis down" in status_line(app)
+            status = app.query_one("#status", Static).render()
+            amber = [s for s in status.spans if "229, 192, 123" in repr(s.style)]  # type: ignore[attr-defined]
+            assert any("connected" in status.plain[s.start : s.end] for s in amber)  # type: ignore[attr-defined]
+            assert "lost Redis" in log_text(app)
+            async with late.run_test(size=(120, 40)):  # connects during the outage
+                await connected(late)
+                await wait_for(lambda: "Redis down" in status_line(late), 5, what="late sees it")
+            before = app.cache.queries[BASE_KEYS[0]].invalidations
+            own_redis.start()
+            await wait_for(lambda: "Redis down" not in status_line(app), 10, what="cleared")
+            assert "redis-reconnected" in log_text(app)
+            await wait_for(lambda: app.cache.queries[BASE_KEYS[0]].invalidations > before)
+    finally:
+        await bridge.stop()
+
+
 async def test_malformed_frames_are_counted_and_do_not_disconnect() -> None:
     """Garbage from a server is counted and marked in the log; the connection stays up."""
     from websockets.asyncio.server import ServerConnection, serve
@@ -255,17 +289,17 @@ async def test_clear_and_filter(app_on_bridge: BbbApp, publish: Publisher) -> No
 
 
 async def test_help_lists_every_key(app_on_bridge: BbbApp) -> None:
-    """? opens a help screen that lists every key the app offers (+/- only in the demo)."""
+    """? opens a help screen that lists every key the app offers now: not the demo's + and -,
+    nor t while no token is in use and the bridge has refused nothing."""
     app = app_on_bridge
+    hidden = {"rate(1.5)", "rate(0.6667)", "token"}
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         keys = str(app.screen.query_one("#help-keys", Static).render())
         for binding in app.BINDINGS:
             assert isinstance(binding, Binding) and binding.tooltip
-            assert (binding.tooltip in keys) is (
-                binding.action != "rate(1.5)" and "rate" not in binding.action
-            )
+            assert (binding.tooltip in keys) is (binding.action not in hidden), binding
         assert "^c  quit" in keys
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -306,6 +340,39 @@ async def test_r_reconnects_now(app_on_bridge: BbbApp, bridge: Bridge) -> None:
         await pilot.press("r")
         await wait_for(lambda: app.status.connections == 2, 5, what="a second connection")
         assert app.status.state is ConnState.CONNECTED
+
+
+async def test_after_a_refusal_r_tries_again_and_t_takes_a_new_token(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Refused (401): r starts a new attempt (which succeeds once the bridge runs without
+    auth), and t takes a new token and reconnects with it: no restart of the TUI."""
+    secret = "tui-test-secret-0123456789-abcdefghijk"
+    bridge = await start_bridge(redis_server.url, prefix, auth_secret=secret)
+    port = bridge.port
+    app = make_app(port, redis_server.url, prefix)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(lambda: "refused: HTTP 401" in status_line(app), 10, what="401")
+            assert app.status.state is ConnState.DISCONNECTED
+            await pilot.press("t")
+            assert isinstance(app.screen, TokenScreen)
+            app.screen.query_one(Input).value = issue_token(secret, ttl=60)  # as pasted
+            await pilot.press("enter")
+            await connected(app)
+            assert "new token" in log_text(app)
+            await bridge.stop()  # back without auth: an old token is simply not needed
+            app.client.token = "expired-or-wrong"
+            bridge = await start_bridge(redis_server.url, prefix, auth_secret=secret, port=port)
+            await pilot.press("r")  # cut the retry wait short
+            await wait_for(lambda: app.status.state is ConnState.DISCONNECTED, 40, what="401")
+            await bridge.stop()
+            bridge = await start_bridge(redis_server.url, prefix, port=port)
+            await pilot.press("r")
+            await connected(app)
+            assert "trying again (r)" in log_text(app)
+    finally:
+        await bridge.stop()
 
 
 async def test_q_quits_and_says_goodbye(

@@ -16,6 +16,19 @@ STATE_STYLES = {
 }
 
 
+REDIS_DOWN_STYLE = "bold #e5c07b"
+
+
+def duration_short(seconds: float) -> str:
+    """``13s``, ``4m05s``, ``2h03m``."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def duration(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     hours, rest = divmod(seconds, 3600)
@@ -27,8 +40,12 @@ def status_text(
 ) -> Text:
     """Two lines: the connection, then the message counters."""
     mark, style = STATE_STYLES[status.state]
+    redis_down = status.state is ConnState.CONNECTED and monitor.redis_down_since is not None
     text = Text()
-    text.append(f"{mark} {status.state.value}", style=style)
+    text.append(f"{mark} {status.state.value}", style=REDIS_DOWN_STYLE if redis_down else style)
+    if redis_down and monitor.redis_down_since is not None:
+        down = duration_short(now - monitor.redis_down_since)
+        text.append(f" \N{MIDDLE DOT} Redis down {down}", style=REDIS_DOWN_STYLE)
     if read_only:
         text.append("  read-only", style="bold")
     text.append("  ")
