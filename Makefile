@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo bridge tui test lint bench screenshots clean
+.PHONY: help demo bridge tui test lint readme bench screenshots clean
+
+help:  ## this list of targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,14 +30,19 @@ bridge: $(VENV)/.installed-run  ## just the bridge, on ws://localhost:8081 (embe
 tui: $(VENV)/.installed-run  ## just the monitor, on ws://localhost:8081 (run `make bridge` first)
 	$(BIN)/bbb-tui
 
-test: $(VENV)/.installed-dev  ## the whole suite, against a private redis-server (and Chromium)
+test: $(VENV)/.installed-dev  ## the whole suite, against private redis-servers (and Chromium)
 	scripts/ensure-chromium
+	scripts/ensure-redis-tls
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-dev  ## ruff and strict mypy
+lint: $(VENV)/.installed-dev  ## ruff, strict mypy, and the README's generated tables
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m scripts.readme --check
+
+readme: $(VENV)/.installed-dev  ## rewrite the README's options tables from the option tables
+	$(BIN)/python -m scripts.readme
 
 bench: $(VENV)/.installed-dev  ## benchmarks: scripts that print figures (not tests)
 	$(BIN)/python -m bench.fanout --clients 1 100 1000 5000
@@ -47,5 +55,5 @@ screenshots: $(VENV)/.installed-dev  ## SVG + PNG screenshots from a scripted se
 	command -v rsvg-convert >/dev/null || (apt-get install -y -qq librsvg2-bin || true)
 	$(BIN)/python -m scripts.screenshots --out screenshots
 
-clean:
+clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

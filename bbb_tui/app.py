@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from bbb_tui.widgets.status import status_text
 from bridge.config import DEFAULT_REDIS_URL, redact
 from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
 from bridge.sanitize import sanitize
-from bridge.workload import Workload
+from bridge.workload import MAX_RATE, MIN_RATE, Workload
 
 #: Widgets are redrawn on this clock, never per message.
 FLUSH_INTERVAL = 0.1
@@ -35,6 +37,9 @@ TABLE_INTERVAL = 0.25
 #: Under a flood (more new lines per flush than the log shows), the log redraws this
 #: often instead (4 Hz): nobody reads 20,000 lines a second, and each redraw costs the same.
 LOG_BUSY_INTERVAL = 0.25
+#: Quit cleanly on these (the terminal restored): SIGTERM from a supervisor or `kill`,
+#: SIGHUP when the terminal goes away. (Ctrl+C is a key here, not SIGINT.)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: The actions that write to Redis: off (and hidden) with --read-only.
 PUBLISHING_ACTIONS = frozenset({"fire", "fire_all"})
 
@@ -156,8 +161,16 @@ class BbbApp(App[None]):
         self.flush()
         self.set_interval(FLUSH_INTERVAL, self.flush)
         self._start_client()
+        if not self.is_headless:  # a real terminal: leave it as it was found, whatever ends us
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                loop.add_signal_handler(sig, self.exit)
 
     async def on_unmount(self) -> None:
+        if not self.is_headless:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
         await self.publisher.aclose()
 
     # -- fed from the WebSocket worker (plain calls; no widget work here) ----------
@@ -326,7 +339,7 @@ class BbbApp(App[None]):
     def action_rate(self, factor: float) -> None:
         if self.workload is None:
             return
-        self.workload.rate = min(max(self.workload.rate * factor, 0.5), 20_000.0)
+        self.workload.rate = min(max(self.workload.rate * factor, MIN_RATE), MAX_RATE)
         self.monitor.note(f"demo publisher: {self.workload.rate:.3g} job changes/s")
         self.flush(force=True)
 

@@ -13,124 +13,143 @@ from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
-from bbb_tui.demo import DEFAULT_DEMO_RATE, Demo, LogToMonitor
-from bridge.cli import add_redis_options, add_token, websocket_url_from_env
 from bridge.config import (
     DEFAULT_REDIS_URL,
+    PREFIX,
+    REDIS_URL,
+    TOKEN,
+    TOKEN_FILE,
+    WEBSOCKET_URL,
     ConfigError,
-    check_redis_url,
-    env_flag,
-    number_from_env,
     split_redis_urls,
 )
-from bridge.delivery import parse_batch
-from bridge.embedded import EmbeddedRedisError
-from bridge.protocol import DEFAULT_WEBSOCKET_URL
-from bridge.subscriptions import connection_url
+from bridge.delivery import MAX_BATCH_MS
+from bridge.options import Command, Option, boolean, number, parse_command, whole
+from bridge.protocol import EventType
+from bridge.subscriptions import MAX_QUEUES, connection_url
+from bridge.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bbb-tui",
-        description="Watch a Better Bull Board bridge live: connection, event log, and the "
-        "cache invalidations the web client would do. Keys: 1-4/a fire test events, r "
-        "reconnect, p pause, c clear, f filter, ? help, q quit.",
-    )
-    parser.add_argument(
-        "--url",
-        default=websocket_url_from_env(environ),
-        help="bridge WebSocket URL [env: BBB_WEBSOCKET_URL, NEXT_PUBLIC_WEBSOCKET_URL, "
-        f"WEBSOCKET_URL] (default: {DEFAULT_WEBSOCKET_URL})",
-    )
-    add_token(parser, environ)
-    parser.add_argument(
+def event_types(raw: str) -> str:
+    """Comma-separated event types, each one of the eight."""
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    known = {t.value for t in EventType}
+    if not names or any(name not in known for name in names):
+        raise ValueError("must be event types, comma-separated: " + ", ".join(sorted(known)))
+    return ",".join(names)
+
+
+def queue_names(raw: list[str]) -> list[str]:
+    names = [name.strip() for name in raw if name.strip()]
+    if len(names) > MAX_QUEUES:
+        raise ValueError(f"at most {MAX_QUEUES} queues")
+    return names
+
+
+OPTIONS: tuple[Option, ...] = (
+    WEBSOCKET_URL,
+    TOKEN,
+    TOKEN_FILE,
+    Option(
         "--types",
-        default=environ.get("BBB_TYPES") or None,
+        "receive only these event types, comma-separated (the bridge filters)",
+        event_types,
+        env=("BBB_TYPES",),
         metavar="T1,T2",
-        help="receive only these event types, e.g. job-refresh,queue-refresh (the bridge "
-        "filters) [env: BBB_TYPES] (default: all)",
-    )
-    parser.add_argument(
+        default_text="all",
+        bad=("nope", "job-refresh,bogus", ","),
+    ),
+    Option(
         "--queue",
-        action="append",
-        default=None,
+        "receive queue events only for these queues; repeat it or comma-separate them (job "
+        "events name no queue and still arrive)",
+        queue_names,
+        env=("BBB_QUEUES",),
+        env_text="BBB_QUEUES (comma-separated)",
         metavar="NAME",
-        help="receive queue events only for this queue (repeatable; job events name no queue "
-        "and still arrive) [env: BBB_QUEUES, comma-separated] (default: all)",
-    )
-    parser.set_defaults(queues_env=environ.get("BBB_QUEUES") or None)
-    parser.add_argument(
+        repeat=True,
+        default_text="all",
+        bad=(",".join(f"q{n}" for n in range(MAX_QUEUES + 1)),),
+    ),
+    Option(
         "--batch",
-        type=int,
-        default=number_from_env(int, environ, "BBB_BATCH", 0),
+        "ask the bridge for events in batches every MS milliseconds (fewer frames, for slow "
+        "links); 0: each event at once",
+        whole(0, MAX_BATCH_MS),
+        0,
+        env=("BBB_BATCH",),
         metavar="MS",
-        help="ask the bridge to send events in batches every MS milliseconds (fewer, larger "
-        "frames: for slow links) [env: BBB_BATCH] (default: 0, each event at once)",
-    )
-    add_redis_options(parser, environ, purpose="the test-event keys publish to")
-    parser.add_argument(
+    ),
+    REDIS_URL,
+    PREFIX,
+    Option(
         "--fetch-latency",
-        type=float,
-        default=number_from_env(float, environ, "BBB_FETCH_LATENCY", 0.15),
+        "seconds each simulated query refetch takes",
+        number(0, 60),
+        0.15,
+        env=("BBB_FETCH_LATENCY",),
         metavar="SECONDS",
-        help="simulated refetch time of each query [env: BBB_FETCH_LATENCY] (default: 0.15)",
-    )
-    parser.add_argument(
+    ),
+    Option(
         "--log-lines",
-        type=int,
-        default=number_from_env(int, environ, "BBB_LOG_LINES", 2000),
+        "event log lines kept",
+        whole(10, 1_000_000),
+        2000,
+        env=("BBB_LOG_LINES",),
         metavar="N",
-        help="event log lines kept [env: BBB_LOG_LINES] (default: 2000)",
-    )
-    parser.add_argument(
+    ),
+    Option(
         "--read-only",
-        action="store_true",
-        default=env_flag(environ.get("BBB_READ_ONLY")),
-        help="no key publishes anything (1-4 and a are off and hidden) [env: BBB_READ_ONLY=true]",
-    )
-    parser.add_argument(
+        "no key publishes anything (1-4 and a are off and hidden)",
+        boolean,
+        False,
+        env=("BBB_READ_ONLY",),
+        switch=True,
+    ),
+    Option(
         "--demo",
-        action="store_true",
-        default=env_flag(environ.get("BBB_DEMO")),
-        help="start Redis (the configured one if it answers, else a private redis-server), "
-        "a bridge and a synthetic publisher, and watch them; quitting stops them all "
-        "[env: BBB_DEMO=true]",
-    )
-    parser.add_argument(
+        "start Redis (the configured one if it answers, else a private `redis-server`), a "
+        "bridge and a synthetic publisher first, and watch them; quitting stops them all",
+        boolean,
+        False,
+        env=("BBB_DEMO",),
+        switch=True,
+    ),
+    Option(
         "--rate",
-        type=float,
-        default=number_from_env(float, environ, "BBB_DEMO_RATE", DEFAULT_DEMO_RATE),
+        "with `--demo`: job changes per second, changed live with `+` and `-`",
+        number(MIN_RATE, MAX_RATE),
+        DEFAULT_RATE,
+        env=("BBB_DEMO_RATE",),
         metavar="N",
-        help="with --demo: job changes per second, changed live with + and - "
-        f"[env: BBB_DEMO_RATE] (default: {DEFAULT_DEMO_RATE:g})",
-    )
-    return parser
+    ),
+)
+
+COMMAND = Command(
+    "bbb-tui",
+    "watch a Better Bull Board bridge live",
+    OPTIONS,
+    "Watch a Better Bull Board bridge live: connection, event log, and the cache "
+    "invalidations the web client would do. Keys: 1-4/a fire test events, r reconnect, "
+    "p pause, c clear, f filter, ? help, q quit.",
+)
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    """Flags, then the environment, then defaults, all checked; raises ConfigError."""
+    return parse_command(COMMAND, argv, environ, prog="bbb-tui")
 
 
 def settings_from(args: argparse.Namespace) -> TuiSettings:
-    try:
-        parts = urlsplit(args.url)
-        host = parts.hostname
-    except ValueError as exc:
-        raise ConfigError(f"invalid URL {args.url!r}: {exc}") from None
-    if parts.scheme not in ("ws", "wss") or not host:
-        raise ConfigError(f"--url must be a ws:// or wss:// URL with a host, got {args.url!r}")
-    if args.fetch_latency < 0 or args.log_lines < 10:
-        raise ConfigError("--fetch-latency must be >= 0 and --log-lines >= 10")
-    queues = args.queue or [q for q in (args.queues_env or "").split(",") if q.strip()]
-    try:
-        url = connection_url(args.url, args.types, queues, args.batch)
-        parse_batch(urlsplit(url).query)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
     return TuiSettings(
-        url=url,
+        url=connection_url(args.url, args.types, args.queue or [], args.batch),
         # Test events are published through the first node listed.
-        redis_url=check_redis_url(split_redis_urls(args.redis_url or DEFAULT_REDIS_URL)[0]),
+        redis_url=split_redis_urls(args.redis_url or DEFAULT_REDIS_URL)[0],
         prefix=args.prefix,
         fetch_latency=args.fetch_latency,
         log_lines=args.log_lines,
         token=args.token,
+        token_file=args.token_file,
         read_only=args.read_only,
     )
 
@@ -144,7 +163,7 @@ def with_query_of(url: str, other: str) -> str:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     try:
-        args = build_parser(env).parse_args(argv)
+        args = parse(sys.argv[1:] if argv is None else argv, env)
         settings = settings_from(args)
     except ConfigError as exc:
         print(f"bbb-tui: error: {exc}", file=sys.stderr)
@@ -157,6 +176,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str | None) -> int:
     """Start the demo's Redis, bridge and publisher, run the app on them, stop them all."""
+    from bbb_tui.demo import Demo  # the whole bridge: loaded only for the demo
+    from bridge.embedded import EmbeddedRedisError
+
     try:
         async with Demo(
             configured_redis=configured_redis, prefix=settings.prefix, rate=rate
@@ -181,6 +203,8 @@ async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str 
 @contextmanager
 def logs_into(app: BbbApp) -> Iterator[None]:
     """While the app owns the terminal, the in-process bridge logs into the event log."""
+    from bbb_tui.demo import LogToMonitor
+
     handler = LogToMonitor(app.monitor.note)
     loggers = {"bridge": logging.INFO, "websockets": logging.WARNING}
     saved = {}

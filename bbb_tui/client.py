@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from websockets.exceptions import InvalidURI, WebSocketException
 
 from bbb_tui.wire import Refused, WireConnection, open_connection
 from bridge.backoff import Backoff
+from bridge.config import read_token_file
 from bridge.protocol import ResumePoint, with_resume
 from bridge.sanitize import fit
 
@@ -138,9 +140,11 @@ class BridgeClient:
             )
 
         try:
-            token = self._current_token()
+            token = self.token
+            if self.token_file is not None:
+                token = await asyncio.to_thread(read_token_file, self.token_file)
         except OSError as exc:  # the file may appear (or be fixed) later: retry
-            return _describe(exc, f"cannot read the token file {self.token_file}: ")
+            return _describe(exc)
         try:
             connection = await open_connection(
                 with_resume(self.url, self._resume()),
@@ -157,7 +161,7 @@ class BridgeClient:
             self._set(state=ConnState.DISCONNECTED, error=_describe(exc))
             return str(exc)
         except (TimeoutError, OSError, WebSocketException) as exc:
-            return _describe(exc)
+            return _describe(exc) + _tls_hint(exc, secure=self.url.startswith("wss:"))
         self._connection = connection
         try:
             reason = await asyncio.shield(connection.closed)
@@ -174,16 +178,21 @@ class BridgeClient:
             return None
         return reason
 
-    def _current_token(self) -> str | None:
-        if self.token_file is None:
-            return self.token
-        with open(self.token_file, encoding="utf-8") as file:
-            return file.read().strip() or None
-
     @property
     def stopped(self) -> bool:
         """True when :meth:`run` has returned: the bridge refused for good."""
         return self.status.state is ConnState.DISCONNECTED
+
+
+def _tls_hint(exc: BaseException, *, secure: bool) -> str:
+    """What a failure probably means when TLS is expected and absent, or the other way round."""
+    if secure and isinstance(exc, ssl.SSLCertVerificationError):
+        return ": the bridge's TLS certificate is not trusted here"
+    if secure and isinstance(exc, ssl.SSLError | ConnectionResetError | ConnectionAbortedError):
+        return ": TLS handshake failed; is this a plain ws:// port? (try ws://)"
+    if not secure and "valid HTTP response" in str(exc):
+        return ": is this a TLS port? (try wss://)"
+    return ""
 
 
 def _describe(exc: BaseException, what: str = "") -> str:
@@ -192,6 +201,8 @@ def _describe(exc: BaseException, what: str = "") -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror.lower()
     else:

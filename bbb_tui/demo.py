@@ -22,9 +22,7 @@ from bridge.embedded import RedisChoice, choose_redis
 from bridge.protocol import DEFAULT_PREFIX
 from bridge.server import Bridge
 from bridge.simulate import run_workload
-from bridge.workload import Workload
-
-DEFAULT_DEMO_RATE = 20.0  # job changes per second
+from bridge.workload import DEFAULT_RATE, Workload
 
 
 def say_on_stderr(line: str) -> None:
@@ -43,7 +41,7 @@ class Demo:
         *,
         configured_redis: str | None = None,
         prefix: str = DEFAULT_PREFIX,
-        rate: float = DEFAULT_DEMO_RATE,
+        rate: float = DEFAULT_RATE,
         say: Callable[[str], None] = say_on_stderr,
         choose: Callable[[str | None], RedisChoice] = choose_redis,
     ) -> None:

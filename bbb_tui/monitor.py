@@ -18,6 +18,7 @@ from itertools import islice
 from bbb_tui.cache import QueryCache
 from bridge.protocol import (
     REDIS_RECONNECTED,
+    Batch,
     Event,
     EventType,
     Greeting,
@@ -38,10 +39,6 @@ KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INF
 # Padded to the common kinds' width; the rare longest one just pushes its line along.
 _PADDED = {kind: kind.ljust(len("job-scheduler-refresh")) for kind in KINDS}
 _MAX_VALUE = 120  # terminal cells of one data value shown in the log
-
-
-def _is_batch(frame: str | bytes) -> bool:
-    return frame[:1] in ("[", b"[")
 
 
 def clean(text: str, limit: int = _MAX_VALUE) -> str:
@@ -155,14 +152,18 @@ class Monitor:
         now = self._clock()
         self.received += len(frames)
         self.rate.add(now, len(frames))
+        self._take(map(parse_frame, frames), now)
+        if self._greeted or self._replay is not None:
+            self._after_greeting()
+
+    def _take(self, messages: Iterable[Message], now: float) -> None:
         stamp = self._timestamp()
         append = self.entries.append
         handle = self.cache.handle
         by_type = self.by_type
         events = 0
         last: Event | None = None
-        for frame in frames:
-            message = parse_frame(frame)
+        for message in messages:
             if type(message) is Event:
                 kind = message.type  # a StrEnum: hashes and compares as its str value
                 by_type[kind] += 1
@@ -170,8 +171,11 @@ class Monitor:
                 handle(message, now)
                 events += 1
                 last = message
-            elif type(message) is Malformed and _is_batch(frame):
-                self._unbatch(frame)
+            elif type(message) is Batch:  # ?batch=: its messages, each as if framed alone
+                more = len(message.messages) - 1  # the frame was counted once already
+                self.received += more
+                self.rate.add(now, more)
+                self._take(message.messages, now)
                 last = None  # the batch's own events set last_seq
             else:
                 self._other(message)
@@ -181,20 +185,6 @@ class Monitor:
             self.held += events
         if last is not None and last.seq is not None:
             self.last_seq = last.seq
-        if self._greeted or self._replay is not None:
-            self._after_greeting()
-
-    def _unbatch(self, frame: str | bytes) -> None:
-        """A ``?batch=`` frame: a JSON array of messages, each taken as if framed alone."""
-        try:
-            items = json.loads(frame)
-        except (ValueError, RecursionError):
-            items = None
-        if not isinstance(items, list) or not items:  # the bridge never sends an empty batch
-            self._other(parse_frame(frame))
-            return
-        self.received -= 1  # counted as its messages instead
-        self.feed_many([json.dumps(item, separators=(",", ":")) for item in items])
 
     def _other(self, message: Message) -> None:
         if isinstance(message, Greeting):

@@ -1,53 +1,59 @@
-"""Bridge settings from flags and an (injectable) environment.
+"""Settings, and the table of options that makes them (see :mod:`bridge.options`).
 
 Every flag has an environment variable; flags win. Redis comes from ``--redis-url``,
 else ``REDIS_URL``, else the original deployment's ``REDIS_HOST``/``REDIS_PORT``/
 ``REDIS_USERNAME``/``REDIS_PASSWORD``/``REDIS_USE_TLS``, else ``redis://localhost:6379``.
+
+The options both programs share (Redis, prefix, bridge URL, token, logs) are declared
+here, once; ``bbb-tui`` imports them from here, never from the bridge's CLI.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from redis.connection import parse_url
 
-from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT
+from bridge.options import ConfigError, Option, boolean, choice, number, whole
+from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT, DEFAULT_WEBSOCKET_URL
+
+__all__ = ["ConfigError", "Settings"]
 
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+MIB = 1024 * 1024
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 DEFAULT_MAX_CLIENT_FRAME = 4096
 # Far above one burst read from Redis (256 KiB of frames at most), which a healthy
 # client may briefly hold in the buffer: only a client that stopped reading gets there.
-DEFAULT_MAX_CLIENT_BUFFER = 4 * 1024 * 1024
+DEFAULT_MAX_CLIENT_BUFFER = 4 * MIB
 DEFAULT_SLOW_CLIENT_TIMEOUT = 30.0
 DEFAULT_REDIS_TIMEOUT = 3.0
-# A few seconds of a heavy burst, or minutes of ordinary traffic: ~1.5 MiB at most.
+# A few seconds of a heavy burst, or minutes of ordinary traffic (and 32 MiB at most,
+# see bridge.journal).
 DEFAULT_REPLAY_SIZE = 10_000
 DEFAULT_REPLAY_AGE = 300.0
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; the message is one line meant for the user."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """What ``bbb-bridge serve`` needs to run."""
+    """What ``bbb-bridge serve`` needs to run (the defaults are the options' defaults)."""
 
     host: str = "0.0.0.0"
     port: int = DEFAULT_WEBSOCKET_PORT
-    redis_url: str = DEFAULT_REDIS_URL
     #: One URL, or several comma-separated (Redis Cluster nodes, tried in turn).
+    redis_url: str = DEFAULT_REDIS_URL
     #: Whether the Redis URL came from a flag or the environment (not the default).
     redis_configured: bool = False
     prefix: str = DEFAULT_PREFIX
     #: Larger Redis payloads are dropped (and logged): one event must not cost MiBs per client.
     max_payload: int = DEFAULT_MAX_PAYLOAD
-    #: Larger client frames close the connection with 1009 (clients send nothing yet).
+    #: Larger client frames close the connection with 1009.
     max_client_frame: int = DEFAULT_MAX_CLIENT_FRAME
     #: A client with more than this many bytes waiting to be sent gets no more events
     #: until it catches up (then one ``resync``), and is closed (1013) if it does not
@@ -79,42 +85,38 @@ class Settings:
     log_level: str = "INFO"
 
 
-def env_flag(value: str | None) -> bool:
-    """Read ``"true"``/``"1"``/``"yes"``/``"on"`` (any case) as true."""
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-N = TypeVar("N", int, float)
-
-
-def number_from_env(kind: type[N], environ: Mapping[str, str], name: str, default: N) -> N:
-    """Read a number from the environment; a bad value is a one-line ConfigError."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+# -- Redis URLs -------------------------------------------------------------------
 
 
 def redis_url_from_env(environ: Mapping[str, str]) -> str | None:
-    """Return the Redis URL the environment configures, or None if it configures none."""
+    """The Redis URL the environment configures, or None if it configures none.
+
+    Raises ConfigError (naming the variable) for a ``REDIS_PORT`` or ``REDIS_USE_TLS``
+    that cannot work.
+    """
+    found = redis_env(environ)
+    return None if found is None else found[1]
+
+
+def redis_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(the variable it came from, the URL): ``REDIS_URL``, else the ``REDIS_*`` parts."""
     if url := environ.get("REDIS_URL", "").strip():
-        return url
+        return "REDIS_URL", url
     host = environ.get("REDIS_HOST", "").strip()
     port = environ.get("REDIS_PORT", "").strip()
     username = environ.get("REDIS_USERNAME", "")
     password = environ.get("REDIS_PASSWORD", "")
-    tls = env_flag(environ.get("REDIS_USE_TLS"))
-    if not (host or port or username or password or tls):
+    tls_raw = environ.get("REDIS_USE_TLS", "")
+    if not (host or port or username or password or tls_raw.strip()):
         return None
+    if port:  # checked here, to name the variable in the error
+        port = str(Option("--redis-port", "", whole(1, 65535)).value(port, "REDIS_PORT"))
+    tls = Option("--redis-use-tls", "", boolean).value(tls_raw, "REDIS_USE_TLS")
     auth = ""
     if username or password:
         auth = quote(username, safe="") + (":" + quote(password, safe="") if password else "") + "@"
     scheme = "rediss" if tls else "redis"
-    return f"{scheme}://{auth}{host or 'localhost'}:{port or '6379'}"
+    return "REDIS_HOST/REDIS_PORT/...", f"{scheme}://{auth}{host or 'localhost'}:{port or '6379'}"
 
 
 def split_redis_urls(text: str) -> list[str]:
@@ -122,16 +124,16 @@ def split_redis_urls(text: str) -> list[str]:
     return [url.strip() for url in text.split(",") if url.strip()]
 
 
-def check_redis_urls(text: str) -> str:
-    """:func:`check_redis_url` for each of several comma-separated URLs; return them joined."""
-    urls = split_redis_urls(text)
+def check_redis_urls(text: str | list[str]) -> str:
+    """:func:`check_redis_url` for each URL (a list, or comma-separated); return them joined."""
+    urls = split_redis_urls(",".join(text) if isinstance(text, list) else text)
     if not urls:
         raise ConfigError("no Redis URL given")
     return ",".join(check_redis_url(url) for url in urls)
 
 
 def check_redis_url(url: str) -> str:
-    """Return ``url`` if redis-py can use it, else raise :class:`ConfigError`."""
+    """Return ``url`` if redis-py and the bridge's reader can use it, else raise ConfigError."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -145,9 +147,16 @@ def check_redis_url(url: str) -> str:
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: no host")
     try:  # the options too (?socket_timeout=...), as redis-py will read them
-        parse_url(url)  # type: ignore[no-untyped-call]
+        options = parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+    if parts.scheme == "rediss":
+        from bridge.pubsub import tls_context  # the reader's own TLS, checked now
+
+        try:
+            tls_context(options)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"invalid Redis URL {redact(url)!r}: TLS: {exc}") from None
     return url
 
 
@@ -162,3 +171,295 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# -- WebSocket URLs ---------------------------------------------------------------
+
+
+def check_websocket_url(raw: str) -> str:
+    """A ``ws://`` or ``wss://`` URL with a host and a usable port."""
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"is not a usable URL ({exc})") from None
+    if parts.scheme not in ("ws", "wss") or not host:
+        raise ValueError("must be a ws:// or wss:// URL with a host")
+    return url
+
+
+def read_token_file(path: str) -> str | None:
+    """The token in ``path`` (surrounding whitespace ignored); OSError says why it cannot."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip() or None
+    except OSError as exc:
+        raise OSError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+
+
+def nonempty(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+# -- the options both programs share ------------------------------------------------
+
+REDIS_URL = Option(
+    "--redis-url",
+    "Redis to subscribe or publish to (`redis://`, `rediss://`, `unix://`); repeat it, or "
+    "comma-separate `REDIS_URL`, to list Redis Cluster nodes, tried in turn. `rediss://` "
+    "honours `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`, `ssl_cert_reqs` and "
+    "`ssl_check_hostname`",
+    check_redis_urls,
+    None,
+    metavar="URL",
+    repeat=True,
+    secret=True,  # may hold a password: errors show it redacted
+    default_text=DEFAULT_REDIS_URL,
+    env_text="REDIS_URL, or REDIS_HOST, REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_USE_TLS",
+    env_reader=redis_env,
+    bad=(  # with passwords: an error must show them redacted
+        "http://u:hunter2@localhost",
+        "redis://:hunter2@h:99999",
+        "redis://:hunter2@h:1?socket_timeout=x",
+        "rediss://:hunter2@h:1?ssl_ca_certs=/no/such/file",
+        "rediss://:hunter2@h:1?ssl_cert_reqs=sometimes",
+    ),
+)
+PREFIX = Option(
+    "--prefix",
+    "Redis channel prefix",
+    nonempty,
+    DEFAULT_PREFIX,
+    env=("BBB_EVENTS_PREFIX",),
+    bad=("",),
+)
+WEBSOCKET_URL = Option(
+    "--url",
+    "the bridge to connect to",
+    check_websocket_url,
+    DEFAULT_WEBSOCKET_URL,
+    env=("BBB_WEBSOCKET_URL", "NEXT_PUBLIC_WEBSOCKET_URL", "WEBSOCKET_URL"),
+    env_text="BBB_WEBSOCKET_URL, then NEXT_PUBLIC_WEBSOCKET_URL, then WEBSOCKET_URL",
+    bad=("http://localhost:8081", "ws://", "ws://h:99999", "ws://[::1"),
+)
+TOKEN = Option(
+    "--token",
+    "the token for a bridge run with `--auth-secret` (`bbb-bridge token` makes one), sent as "
+    "`Authorization: Bearer`",
+    nonempty,
+    env=("BBB_TOKEN",),
+    secret=True,
+    bad=("",),
+)
+TOKEN_FILE = Option(
+    "--token-file",
+    "a file holding that token, read again before every connection attempt (for rotated tokens)",
+    nonempty,
+    env=("BBB_TOKEN_FILE",),
+    metavar="PATH",
+    bad=("",),
+)
+LOG_LEVEL = Option(
+    "--log-level",
+    "log detail on stderr: " + ", ".join(LOG_LEVELS),
+    choice(*LOG_LEVELS),
+    "info",
+    env=("BBB_LOG_LEVEL",),
+)
+LOG_FORMAT = Option(
+    "--log-format",
+    "`text`, or `json`: one object per line (`time`, `level`, `logger`, `message`, `worker`)",
+    choice(*LOG_FORMATS),
+    "text",
+    env=("BBB_LOG_FORMAT",),
+)
+
+
+def auth_secret_option(help: str) -> Option:
+    from bridge.auth import secret_problem
+
+    def parse(raw: str) -> str:
+        if problem := secret_problem(raw):
+            raise ValueError(problem.removeprefix("the auth secret "))
+        return raw
+
+    return Option(
+        "--auth-secret",
+        help + "; HS256, at least 32 bytes; prefer the variable, which `ps` does not show",
+        parse,
+        env=("BBB_AUTH_SECRET",),
+        secret=True,
+        metavar="SECRET",
+        default_text="off",
+        bad=("too-short",),
+    )
+
+
+def origins(raw: str) -> frozenset[str]:
+    from bridge.auth import parse_origins
+
+    found = parse_origins(raw)
+    if not found:
+        raise ValueError("lists no origin")
+    return found
+
+
+SERVE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--host", "interface to listen on", nonempty, "0.0.0.0", env=("WEBSOCKET_HOST",), bad=("",)
+    ),
+    Option(
+        "--port",
+        "WebSocket (and `/healthz`, `/metrics`, the page) port; `0` picks a free one",
+        whole(0, 65535),
+        DEFAULT_WEBSOCKET_PORT,
+        env=("WEBSOCKET_PORT",),
+    ),
+    REDIS_URL,
+    PREFIX,
+    Option(
+        "--max-payload",
+        "Redis payloads larger than this many bytes are dropped and logged",
+        whole(1, 512 * MIB),
+        DEFAULT_MAX_PAYLOAD,
+        env=("BBB_MAX_PAYLOAD",),
+        metavar="BYTES",
+    ),
+    Option(
+        "--max-client-frame",
+        "a client frame larger than this many bytes closes that client with 1009 (at least "
+        "125: a control frame must fit)",
+        whole(125, 16 * MIB),
+        DEFAULT_MAX_CLIENT_FRAME,
+        env=("BBB_MAX_CLIENT_FRAME",),
+        metavar="BYTES",
+    ),
+    Option(
+        "--max-client-buffer",
+        "a client this many bytes behind gets no more events until it catches up, then one "
+        "`resync`",
+        whole(4096, 1024 * MIB),
+        DEFAULT_MAX_CLIENT_BUFFER,
+        env=("BBB_MAX_CLIENT_BUFFER",),
+        metavar="BYTES",
+    ),
+    Option(
+        "--slow-client-timeout",
+        "a client that stays that far behind this many seconds is closed with 1013",
+        number(0.1, 86400),
+        DEFAULT_SLOW_CLIENT_TIMEOUT,
+        env=("BBB_SLOW_CLIENT_TIMEOUT",),
+        metavar="SECONDS",
+    ),
+    Option(
+        "--replay-size",
+        "events kept for clients that reconnect with `?since=&epoch=` (`0`: none), and never "
+        "more than 32 MiB of them",
+        whole(0, 10_000_000),
+        DEFAULT_REPLAY_SIZE,
+        env=("BBB_REPLAY_SIZE",),
+        metavar="EVENTS",
+    ),
+    Option(
+        "--replay-age",
+        "...none older than this many seconds",
+        number(0, 86400),
+        DEFAULT_REPLAY_AGE,
+        env=("BBB_REPLAY_AGE",),
+        metavar="SECONDS",
+    ),
+    Option(
+        "--redis-timeout",
+        "a Redis silent this long (PINGed halfway) is reconnected to, and clients told to resync",
+        number(0.2, 3600),
+        DEFAULT_REDIS_TIMEOUT,
+        env=("BBB_REDIS_TIMEOUT",),
+        metavar="SECONDS",
+    ),
+    auth_secret_option("require a token signed with this secret (others get HTTP 401)"),
+    Option(
+        "--allowed-origins",
+        "comma-separated origins whose browser pages may connect (others: HTTP 403)",
+        origins,
+        env=("BBB_ALLOWED_ORIGINS",),
+        metavar="ORIGINS",
+        default_text="any",
+        bad=(",",),
+    ),
+    Option(
+        "--max-connections",
+        "past this many open connections, new ones get HTTP 503",
+        whole(0, 10_000_000),
+        0,
+        env=("BBB_MAX_CONNECTIONS",),
+        metavar="N",
+        default_text="0 (no limit)",
+    ),
+    Option(
+        "--max-client-rate",
+        "a client sending more frames per second (over a burst of twice that) is closed with 1008",
+        number(0, 1_000_000),
+        0.0,
+        env=("BBB_MAX_CLIENT_RATE",),
+        metavar="FRAMES",
+        default_text="0 (no limit)",
+    ),
+    Option(
+        "--workers",
+        "processes serving the port (SO_REUSEPORT), each a whole bridge",
+        whole(1, 256),
+        1,
+        env=("BBB_WORKERS",),
+        metavar="N",
+    ),
+    Option("--reuse-port", "", boolean, False, switch=True, hidden=True),
+    Option(
+        "--compression",
+        "offer permessage-deflate to clients that ask for it (worth it with `?batch=`)",
+        boolean,
+        False,
+        env=("BBB_COMPRESSION",),
+        switch=True,
+    ),
+    Option(
+        "--embedded-redis",
+        "with no Redis configured and none on `localhost:6379`, start a private `redis-server`",
+        boolean,
+        False,
+        env=("BBB_EMBEDDED_REDIS",),
+        switch=True,
+    ),
+    LOG_LEVEL,
+    LOG_FORMAT,
+)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """:class:`Settings` from the settled options of ``serve`` (see Command.settle)."""
+    return Settings(
+        host=args.host,
+        port=args.port,
+        redis_url=args.redis_url or DEFAULT_REDIS_URL,
+        redis_configured=args.redis_url is not None,
+        prefix=args.prefix,
+        max_payload=args.max_payload,
+        max_client_frame=args.max_client_frame,
+        max_client_buffer=args.max_client_buffer,
+        slow_client_timeout=args.slow_client_timeout,
+        replay_size=args.replay_size,
+        redis_timeout=args.redis_timeout,
+        replay_age=args.replay_age,
+        auth_secret=args.auth_secret,
+        allowed_origins=args.allowed_origins,
+        max_connections=args.max_connections,
+        max_client_rate=args.max_client_rate,
+        embedded_redis=args.embedded_redis,
+        workers=args.workers,
+        compression=args.compression,
+        reuse_port=args.reuse_port,
+        log_level=args.log_level.upper(),
+    )

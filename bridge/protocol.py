@@ -290,7 +290,13 @@ class Malformed(NamedTuple):
     raw: str
 
 
-Message = Event | Greeting | Resync | Session | RedisDown | Unknown | Malformed
+class Batch(NamedTuple):
+    """A ``?batch=`` frame (an extension): a JSON array of messages, each as if framed alone."""
+
+    messages: tuple[Message, ...]
+
+
+Message = Event | Greeting | Resync | Session | RedisDown | Batch | Unknown | Malformed
 
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
 _MAX_RAW = 200  # characters of a malformed frame kept for display
@@ -324,13 +330,20 @@ def _parse_json(text: str) -> Message:
         message = json.loads(text)
     except (ValueError, RecursionError):
         return Malformed("not JSON", text[:_MAX_RAW])
+    if isinstance(message, list) and message:  # the bridge never sends an empty batch
+        return Batch(tuple(_parse_message(item, None) for item in message))
+    return _parse_message(message, text)
+
+
+def _parse_message(message: object, text: str | None) -> Message:
+    """One parsed JSON value as a message (``text``: the frame, or None inside a batch)."""
     if not isinstance(message, dict):
-        return Malformed("not a JSON object", text[:_MAX_RAW])
+        return Malformed("not a JSON object", _raw(message, text))
     kind, data = message.get("type"), message.get("data")
     if not isinstance(kind, str):
-        return Malformed("no string 'type'", text[:_MAX_RAW])
+        return Malformed("no string 'type'", _raw(message, text))
     if not isinstance(data, dict):
-        return Malformed("no object 'data'", text[:_MAX_RAW])
+        return Malformed("no object 'data'", _raw(message, text))
     if data.get("id") == GREETING_ID:
         return _GREETING
     event_type = _TYPES.get(kind)
@@ -353,6 +366,16 @@ def _parse_json(text: str) -> Message:
         data,
         seq if _is_seq(seq) else None,
     )
+
+
+def _raw(message: object, text: str | None) -> str:
+    """What a malformed message looked like, cut for display."""
+    if text is None:
+        try:
+            text = json.dumps(message)
+        except (ValueError, RecursionError):
+            text = "?"
+    return text[:_MAX_RAW]
 
 
 def _seconds(value: object) -> float:

@@ -4,7 +4,9 @@ Why not redis-py's PubSub: ``get_message()`` costs tens of microseconds per mess
 (a coroutine round trip and a dict per message), which caps the bridge far below
 what Redis can publish. Here every network read is fed to hiredis (redis-py's own
 parser) at once and all the messages in it come back as one list. redis-py still
-parses the URL, so every URL form and option it accepts means the same here.
+parses the URL; of its options, a subscription uses the address, the credentials and
+the TLS ones (:func:`tls_context`): ``db`` and the timeouts do not apply here (the
+bridge has its own, ``--redis-timeout``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 import hiredis
@@ -35,6 +38,51 @@ def command(*args: bytes | str) -> bytes:
 
 PING = command("PING")
 
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context a ``rediss://`` URL asks for (None for ``redis://``), as redis-py
+    reads the same options: ``ssl_cert_reqs`` (none, optional, required: the default),
+    ``ssl_ca_certs``/``ssl_ca_path``/``ssl_ca_data`` (a private CA), ``ssl_certfile`` and
+    ``ssl_keyfile`` (+ ``ssl_password``: mutual TLS), ``ssl_check_hostname`` (default:
+    on, unless certificates are not required), ``ssl_min_version``.
+
+    Raises OSError (a file that cannot be read) or ValueError (a value that cannot work).
+    """
+    connection_class = options.get("connection_class")
+    if connection_class is None or "SSL" not in getattr(connection_class, "__name__", ""):
+        return None
+    reqs = options.get("ssl_cert_reqs", "required")
+    if isinstance(reqs, str):
+        if reqs.lower() not in _CERT_REQS:
+            raise ValueError("ssl_cert_reqs must be none, optional or required")
+        reqs = _CERT_REQS[reqs.lower()]
+    where = ", ".join(
+        f"{name}={options[name]}"
+        for name in ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+        if options.get(name)
+    )
+    try:
+        context = ssl.create_default_context(
+            cafile=options.get("ssl_ca_certs"),
+            capath=options.get("ssl_ca_path"),
+            cadata=options.get("ssl_ca_data"),
+        )
+        certfile = options.get("ssl_certfile") or options.get("ssl_keyfile")
+        if certfile:
+            context.load_cert_chain(
+                certfile, options.get("ssl_keyfile"), options.get("ssl_password")
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot load {where}: {exc.strerror or exc}") from None
+    check = options.get("ssl_check_hostname", True)
+    context.check_hostname = bool(check) and reqs != ssl.CERT_NONE
+    context.verify_mode = reqs
+    if (minimum := options.get("ssl_min_version")) is not None:
+        context.minimum_version = ssl.TLSVersion(minimum)
+    return context
+
 
 class PatternSubscription:
     """Connected, authenticated and subscribed to one pattern; see :meth:`open`."""
@@ -52,14 +100,7 @@ class PatternSubscription:
             if "path" in options:
                 reader, writer = await asyncio.open_unix_connection(options["path"])
             else:
-                context = None
-                if options.get("connection_class") is not None and "SSL" in str(
-                    options["connection_class"]
-                ):
-                    context = ssl.create_default_context()
-                    if options.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-                        context.check_hostname = False
-                        context.verify_mode = ssl.CERT_NONE
+                context = tls_context(options)
                 reader, writer = await asyncio.open_connection(
                     options.get("host", "localhost"), options.get("port", 6379), ssl=context
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -107,7 +108,7 @@ class RedisSource:
                 was_up = self.state is SourceState.SUBSCRIBED
                 self._set_state(SourceState.DISCONNECTED)
                 delay = self._backoff.next_delay()
-                reason = _describe(exc)
+                reason = _describe(exc) + _tls_hint(exc, secure=self.url.startswith("rediss:"))
                 if was_up:
                     log.warning("Lost Redis connection (%s); reconnecting in %.1fs", reason, delay)
                 elif self._down_log.allow("down") is not None:
@@ -212,6 +213,17 @@ class RedisSource:
             if self._on_down is not None:
                 self._on_down()
         return 0.0
+
+
+def _tls_hint(exc: BaseException, *, secure: bool) -> str:
+    """What a failure probably means when TLS is expected and absent, or the other way round."""
+    if secure and isinstance(exc, ssl.SSLCertVerificationError):
+        return "; its TLS certificate is not trusted (ssl_ca_certs=... names a private CA)"
+    if secure and isinstance(exc, TimeoutError | ssl.SSLError | ConnectionResetError):
+        return "; is this Redis serving TLS? rediss:// and REDIS_USE_TLS=true need a TLS port"
+    if not secure and (isinstance(exc, ConnectionResetError) or "closed the conn" in str(exc)):
+        return "; does this Redis want TLS? (rediss://, or REDIS_USE_TLS=true)"
+    return ""
 
 
 def _describe(exc: BaseException) -> str:

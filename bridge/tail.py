@@ -12,7 +12,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
 from bridge.backoff import Backoff
-from bridge.protocol import Event, Message, ResumePoint, Session, parse_frame, with_resume
+from bridge.config import read_token_file
+from bridge.protocol import Batch, Event, Message, ResumePoint, Session, parse_frame, with_resume
 
 log = logging.getLogger("bridge.tail")
 
@@ -25,35 +26,49 @@ def as_json_line(frame: str | bytes) -> str | None:
         return None
 
 
-def _advance(resume: ResumePoint | None, message: Message) -> ResumePoint | None:
-    """Where to resume from after ``message``."""
+def advance(resume: ResumePoint | None, message: Message) -> ResumePoint | None:
+    """Where to resume from after ``message`` (a batch: after its last event)."""
     if isinstance(message, Session):
         return ResumePoint(message.seq, message.epoch)
     if isinstance(message, Event) and message.seq is not None and resume is not None:
         return resume._replace(since=message.seq)
+    if isinstance(message, Batch):
+        for item in message.messages:
+            resume = advance(resume, item)
     return resume
 
 
 #: Refusals that retrying cannot fix: the token or the origin is wrong.
 PERMANENT = {401: "unauthorized", 403: "forbidden"}
+#: On leaving (--count reached), how long to wait for the bridge to answer the close.
+CLOSE_TIMEOUT = 1.0
 
 
 async def tail(
-    url: str, *, count: int = 0, token: str | None = None, out: TextIO = sys.stdout
+    url: str,
+    *,
+    count: int = 0,
+    token: str | None = None,
+    token_file: str | None = None,
+    out: TextIO = sys.stdout,
 ) -> int:
     """Print every message from ``url``, reconnecting forever; stop after ``count`` if > 0.
 
     After a drop it resumes (``?since=&epoch=``): the bridge replays what was missed.
+    ``token_file`` is read again before every attempt (rotated tokens).
     """
     backoff = Backoff(base=0.5, cap=30.0)
-    headers = {"Authorization": f"Bearer {token}"} if token else None
     received = 0
     resume: ResumePoint | None = None
     while True:
         try:
+            if token_file is not None:
+                token = await asyncio.to_thread(read_token_file, token_file)
+            headers = {"Authorization": f"Bearer {token}"} if token else None
             async with connect(
                 with_resume(url, resume) if resume else url,
                 open_timeout=5,
+                close_timeout=CLOSE_TIMEOUT,
                 max_size=2**24,
                 additional_headers=headers,
             ) as ws:
@@ -64,7 +79,7 @@ async def tail(
                     if line is None:
                         log.warning("Unparsable message: %r", frame[:200])
                         continue
-                    resume = _advance(resume, parse_frame(frame))
+                    resume = advance(resume, parse_frame(frame))
                     print(line, file=out, flush=True)
                     received += 1
                     if count and received >= count:

@@ -36,11 +36,18 @@ MAX_ACTIVE = 40  # jobs the workers have in hand at most
 Event = tuple[EventType, str]
 
 
+#: The rates the workload can be run at, in job changes per second: each step is plain
+#: Python on the caller's event loop, so the top is what keeps a demo responsive.
+MIN_RATE = 0.5
+MAX_RATE = 20_000.0
+DEFAULT_RATE = 20.0
+
+
 @dataclass
 class Workload:
     """Step it with the time that passed; it returns what to publish."""
 
-    rate: float = 20.0  # job changes per second, on average
+    rate: float = DEFAULT_RATE  # job changes per second, on average
     rng: random.Random = field(default_factory=random.Random)
     now: float = 0.0
     _next_id: int = 0

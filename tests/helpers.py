@@ -163,11 +163,11 @@ class BridgeProcess:
 
 
 def run(
-    *args: str, timeout: float = 20, env: dict[str, str] | None = None
+    *args: str, timeout: float = 20, env: dict[str, str] | None = None, module: str = "bridge"
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``bbb-bridge`` with ``args`` (and extra environment variables) to completion."""
+    """Run ``bbb-bridge`` (or ``module``) with ``args`` and extra variables to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=timeout,

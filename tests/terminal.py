@@ -56,6 +56,7 @@ class Terminal:
         self._stream = pyte.Stream(self.screen)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""  # decoded output not yet scanned (plus a lookback)
+        self.left_alternate_screen = False  # the program restored the screen it found
         self.queries: list[str] = []  # names of the queries the program sent
         self.titles: list[str] = []  # OSC 0, 1, 2
         self.clipboard_writes: list[str] = []  # OSC 52
@@ -111,6 +112,8 @@ class Terminal:
                     self.titles.append(value)
                 elif code == "52":
                     self.clipboard_writes.append(value)
+        if "\x1b[?1049l" in window[max(start - 8, 0) :]:
+            self.left_alternate_screen = True
         for match in STRING_CONTROL.finditer(window):
             if match.end() > start:
                 self.string_controls.append(match.group())

@@ -7,15 +7,17 @@ import json
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from bridge.auth import issue_token
 from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
 from bridge.protocol import EventType
 from bridge.server import Bridge
-from tests.conftest import Publisher, run_bridge, serving_bridge
+from tests.conftest import Publisher, run_bridge, serving_bridge, start_bridge
 from tests.helpers import (
     GREETING,
     BridgeProcess,
@@ -66,8 +68,8 @@ async def test_port_in_use_is_one_clear_line(redis_server: RedisServer) -> None:
     "args,message",
     [
         (["--redis-url", "http://localhost"], "invalid Redis URL"),
-        (["--port", "70000"], "port must be 0-65535"),
-        (["--port", "abc"], "not a whole number"),
+        (["--port", "70000"], "--port: must be a whole number from 0 to 65,535, got '70000'"),
+        (["--port", "abc"], "--port: must be a whole number"),
     ],
 )
 def test_bad_settings_are_one_clear_line(args: list[str], message: str) -> None:
@@ -153,7 +155,7 @@ def test_tail_rejects_a_wrong_url() -> None:
     """`tail` with a URL that is not ws:// says so in one line."""
     result = run("tail", "--url", "http://localhost:1")
     assert result.returncode == 2
-    assert "invalid URL" in result.stderr
+    assert "--url: must be a ws:// or wss:// URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -183,11 +185,11 @@ async def test_embedded_redis_starts_and_is_stopped_on_exit(processes: list[Brid
 
 def test_several_redis_urls_from_flags_or_environment() -> None:
     """Cluster nodes: --redis-url repeated, or a comma-separated REDIS_URL; each is checked."""
-    from bridge.cli import build_parser, settings_from
-    from bridge.config import ConfigError
+    from bridge.cli import parse
+    from bridge.config import ConfigError, settings_from
 
     def settings(argv: list[str], env: dict[str, str]) -> str:
-        return settings_from(build_parser(env).parse_args(["serve", *argv])).redis_url
+        return settings_from(parse(["serve", *argv], env)).redis_url
 
     both = "redis://a:1,redis://b:2"
     assert settings(["--redis-url", "redis://a:1", "--redis-url", "redis://b:2"], {}) == both
@@ -218,3 +220,67 @@ async def test_tail_resumes_after_a_drop(
     events = [json.loads(line) for line in tail.stdout_lines]
     ids = [m["data"]["jobId"] for m in events if "jobId" in m["data"]]
     assert ids == ["before-0", "before-1", "after-0", "after-1", "after-2"]
+
+
+async def test_tail_with_batches_resumes_after_the_last_batch(
+    processes: list[BridgeProcess], bridge: Bridge, publish: Publisher
+) -> None:
+    """`tail` on ?batch=: after a drop it resumes after the last event of the last batch, so
+    nothing is printed twice."""
+    url = f"ws://127.0.0.1:{bridge.port}/?batch=20"
+    tail = await run_bridge(processes, "tail", "--url", url)
+    await tail.wait_line("Connected to")
+    await wait_for(lambda: len(bridge.hub) == 1, what="tail connected")
+    for i in range(3):
+        await publish(EventType.JOB_REFRESH, f"before-{i}")
+    await wait_for(lambda: "before-2" in "".join(tail.stdout_lines), what="the first batch")
+    for connection in list(bridge.hub):
+        connection.abort()  # the network drops
+    await publish(EventType.JOB_REFRESH, "after-0")
+    await tail.wait_line(r"Connected to .* \(from seq 3\)")
+    await wait_for(lambda: "after-0" in "".join(tail.stdout_lines), what="the replayed event")
+    printed = "".join(tail.stdout_lines)
+    assert [printed.count(f"before-{i}") for i in range(3)] == [1, 1, 1]
+
+
+async def test_tail_count_leaves_at_once_under_a_flood(
+    processes: list[BridgeProcess],
+    bridge: Bridge,
+    publish: Publisher,
+    redis_server: RedisServer,
+    prefix: str,
+) -> None:
+    """`tail --count 3` exits promptly even while a burst keeps arriving (it waited ~10 s for
+    the close handshake behind the burst)."""
+    flood = await run_bridge(
+        processes, "simulate", "--redis-url", redis_server.url, "--prefix", prefix,
+        "--count", "2000000", "--rate", "0",
+    )  # fmt: skip
+    await wait_for(lambda: bridge.journal.seq > 10_000, 20, what="the flood under way")
+    tail = await run_bridge(
+        processes, "tail", "--url", f"ws://127.0.0.1:{bridge.port}", "--count", "3"
+    )
+    assert await tail.wait(timeout=5) == 0
+    assert len(tail.stdout_lines) == 3
+    await flood.close()
+
+
+async def test_tail_reads_its_token_file_before_each_attempt(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """`tail --token-file`: a missing file is retried (and said), a file with a good token
+    connects."""
+    secret = "tail-test-secret-0123456789-abcdefghijk"
+    bridge = await start_bridge(redis_server.url, prefix, auth_secret=secret)
+    token_file = tmp_path / "token"
+    try:
+        tail = await run_bridge(
+            processes, "tail", "--url", f"ws://127.0.0.1:{bridge.port}", "--count", "2",
+            "--token-file", str(token_file),
+        )  # fmt: skip
+        await tail.wait_line("cannot read the token file")
+        token_file.write_text(issue_token(secret) + "\n")
+        assert await tail.wait(timeout=20) == 0
+        assert json.loads(tail.stdout_lines[0]) == GREETING
+    finally:
+        await bridge.stop()

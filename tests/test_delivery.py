@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from bbb_tui.app import BbbApp
 from bbb_tui.cache import QueryCache
-from bbb_tui.cli import build_parser, settings_from
+from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
 from bbb_tui.monitor import Monitor
 from bridge.delivery import Delivery, deflate_frame, encode, parse_batch
@@ -174,9 +174,9 @@ async def test_the_tui_with_batch_gets_every_event(
     bridge: Bridge, redis_server: RedisServer, prefix: str
 ) -> None:
     """bbb-tui --batch asks for batches and still counts every event, with no problems."""
-    args = build_parser({}).parse_args(
+    args = parse(
         ["--url", f"ws://127.0.0.1:{bridge.port}", "--batch", "50", "--redis-url", redis_server.url,
-         "--prefix", prefix]
+         "--prefix", prefix], {}
     )  # fmt: skip
     settings = settings_from(args)
     assert settings.url.endswith("/?batch=50")

@@ -12,10 +12,13 @@ from bridge import protocol
 from bridge.protocol import (
     DATA_FIELD,
     GREETING,
+    Batch,
     Event,
     EventType,
     Greeting,
     Malformed,
+    Message,
+    Resync,
     Unknown,
     channel_table,
     decode_payload,
@@ -95,7 +98,8 @@ def test_any_payload_encodes_to_valid_json_that_round_trips(
     "frame,reason",
     [
         ("not json", "not JSON"),
-        ("[1, 2]", "not a JSON object"),
+        ("1", "not a JSON object"),
+        ("[]", "not a JSON object"),
         ('{"data": {}}', "no string 'type'"),
         ('{"type": "job-refresh"}', "no object 'data'"),
         ('{"type": "job-refresh", "data": null}', "no object 'data'"),
@@ -107,6 +111,17 @@ def test_parse_frame_classifies_malformed_frames(frame: str, reason: str) -> Non
     parsed = parse_frame(frame)
     assert isinstance(parsed, Malformed)
     assert parsed.reason == reason
+
+
+def test_a_batch_frame_is_its_messages_each_parsed_alone() -> None:
+    """A JSON array (a ?batch= frame) gives a Batch of its messages, a bad one marked as such."""
+    frame = '[{"type":"job-refresh","data":{"jobId":"7"},"seq":3},[1],{"type":"resync","data":{}}]'
+    parsed = parse_frame(frame)
+    assert isinstance(parsed, Batch)
+    event, nested, resync = parsed.messages
+    assert event == Event(EventType.JOB_REFRESH, "7", {"jobId": "7"}, 3)
+    assert nested == Malformed("not a JSON object", "[1]")
+    assert isinstance(resync, Resync)
 
 
 def test_parse_frame_keeps_unknown_types() -> None:
@@ -144,7 +159,7 @@ def test_parse_frame_reads_generic_id_when_the_field_is_missing() -> None:
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
 def test_parse_frame_never_raises(frame: str | bytes) -> None:
     """Any text or bytes at all is classified without an exception."""
-    assert isinstance(parse_frame(frame), Event | Greeting | Unknown | Malformed)
+    assert isinstance(parse_frame(frame), Message)
 
 
 def test_invalidated_keys_follow_section_3() -> None:

@@ -9,7 +9,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from bbb_tui.app import BbbApp, TuiSettings
-from bbb_tui.cli import build_parser, settings_from
+from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
 from bridge.embedded import RedisServer
 from bridge.protocol import EventType
@@ -75,9 +75,9 @@ def test_bad_actions_say_why(text: str) -> None:
 
 def test_the_tui_asks_the_bridge_to_filter() -> None:
     """bbb-tui --types/--queue (or BBB_QUEUES) put the filter on the connection URL."""
-    args = build_parser({}).parse_args(["--types", "queue-refresh", "--queue", "emails"])
+    args = parse(["--types", "queue-refresh", "--queue", "emails"], {})
     assert settings_from(args).url == "ws://localhost:8081/?types=queue-refresh&queue=emails"
-    args = build_parser({"BBB_QUEUES": "a,b"}).parse_args([])
+    args = parse([], {"BBB_QUEUES": "a,b"})
     assert settings_from(args).url == "ws://localhost:8081/?queue=a&queue=b"
 
 

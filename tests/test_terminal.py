@@ -7,6 +7,8 @@ so text that reached it raw would not only show: its answer would come back as k
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -182,3 +184,29 @@ async def test_a_hostile_bridge_and_redis_never_reach_the_terminal(
     finally:
         bridge_server.close()
         redis_server.close()
+
+
+def events_shown(terminal: Terminal) -> int:
+    match = re.search(r"([\d,]+) events", terminal.lines[1])
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM"])
+async def test_the_demo_at_full_speed_quits_at_once_and_restores_the_terminal(
+    how: str, redis_server: RedisServer, prefix: str, terminals: list[Terminal]
+) -> None:
+    """The demo publishing as fast as it may: q (or SIGTERM from outside) ends it promptly,
+    with exit 0 and the terminal back from the alternate screen."""
+    terminal = await start(
+        terminals, "--demo", "--rate", "20000", "--redis-url", redis_server.url, "--prefix", prefix
+    )
+    await terminal.wait_for_text("connected", timeout=30)
+    await terminal.wait_for(lambda: events_shown(terminal) > 5000, "thousands of events", 20)
+    assert terminal.process is not None
+    if how == "q":
+        terminal.type("q")
+    else:
+        terminal.process.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(asyncio.to_thread(terminal.process.wait), 5)
+    assert code == 0
+    await terminal.wait_for(lambda: terminal.left_alternate_screen, "the screen restored", 5)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import trustme
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
@@ -375,6 +378,52 @@ async def test_after_a_refusal_r_tries_again_and_t_takes_a_new_token(
         await bridge.stop()
 
 
+async def test_a_token_file_is_read_before_every_attempt(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """--token-file: a missing file is said and retried; once it holds a token, connected."""
+    secret = "tui-test-secret-0123456789-abcdefghijk"
+    bridge = await start_bridge(redis_server.url, prefix, auth_secret=secret)
+    token_file = tmp_path / "token"
+    settings = TuiSettings(
+        url=f"ws://127.0.0.1:{bridge.port}", redis_url=redis_server.url, prefix=prefix,
+        token_file=str(token_file),
+    )  # fmt: skip
+    app = BbbApp(settings)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(lambda: "cannot read the token file" in status_line(app), 10)
+            token_file.write_text(issue_token(secret, ttl=60))
+            await pilot.press("r")
+            await connected(app)
+    finally:
+        await bridge.stop()
+
+
+@pytest.mark.parametrize("scheme,hint", [("wss", "plain ws:// port"), ("ws", "try wss://")])
+async def test_tls_on_the_wrong_port_says_what_it_probably_is(
+    scheme: str, hint: str, bridge: Bridge, tmp_path: Path
+) -> None:
+    """wss:// to a plain port, or ws:// to a TLS port: the status line says which it likely is."""
+    if scheme == "wss":
+        port = bridge.port
+    else:
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        tls_server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=context)
+        port = tls_server.sockets[0].getsockname()[1]
+    app = BbbApp(TuiSettings(url=f"{scheme}://127.0.0.1:{port}"))
+    async with app.run_test(size=(120, 40)):
+        await wait_for(lambda: hint in (app.status.error or ""), 10, what=hint)
+    if scheme == "ws":
+        tls_server.close()
+
+
 async def test_q_quits_and_says_goodbye(
     app_on_bridge: BbbApp, bridge: Bridge, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -395,16 +444,16 @@ def test_cli_rejects_a_wrong_url_in_one_line(capsys: pytest.CaptureFixture[str])
 
     assert main(["--url", "http://localhost:8081"], environ={}) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bbb-tui: error: --url must be a ws:// or wss:// URL")
+    assert err.startswith("bbb-tui: error: --url: must be a ws:// or wss:// URL")
     assert "Traceback" not in err
 
 
 def test_cli_reads_the_frontends_environment() -> None:
     """The URL comes from BBB_WEBSOCKET_URL, else the frontend's variables; Redis from REDIS_*."""
-    from bbb_tui.cli import build_parser, settings_from
+    from bbb_tui.cli import parse, settings_from
 
     env = {"NEXT_PUBLIC_WEBSOCKET_URL": "ws://bridge:9000", "REDIS_HOST": "cache"}
-    settings = settings_from(build_parser(env).parse_args([]))
+    settings = settings_from(parse([], env))
     assert (settings.url, settings.redis_url) == ("ws://bridge:9000", "redis://cache:6379")
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from bridge.backoff import Backoff
-from bridge.cli import build_parser, settings_from, websocket_url_from_env
-from bridge.config import ConfigError, check_redis_url, redact, redis_url_from_env
+from bridge.cli import parse
+from bridge.config import (
+    WEBSOCKET_URL,
+    ConfigError,
+    check_redis_url,
+    redact,
+    redis_url_from_env,
+    settings_from,
+)
 from bridge.throttle import LogThrottle
 
 
@@ -82,24 +89,22 @@ def test_check_redis_url_rejects_urls_redis_cannot_use(url: str) -> None:
 def test_flags_win_over_environment_and_environment_over_defaults() -> None:
     """Each flag has an environment variable; the flag wins."""
     environ = {"WEBSOCKET_PORT": "9000", "WEBSOCKET_HOST": "127.0.0.1", "BBB_EVENTS_PREFIX": "p:"}
-    parser = build_parser(environ)
-    from_env = settings_from(parser.parse_args(["serve"]))
+    from_env = settings_from(parse(["serve"], environ))
     assert (from_env.port, from_env.host, from_env.prefix) == (9000, "127.0.0.1", "p:")
     assert not from_env.redis_configured
-    from_flags = settings_from(parser.parse_args(["serve", "--port", "9001", "--prefix", "q:"]))
+    from_flags = settings_from(parse(["serve", "--port", "9001", "--prefix", "q:"], environ))
     assert (from_flags.port, from_flags.prefix) == (9001, "q:")
-    assert settings_from(build_parser({}).parse_args(["serve"])).port == 8081
+    assert settings_from(parse(["serve"], {})).port == 8081
 
 
 def test_websocket_url_prefers_ours_then_the_frontends() -> None:
     """BBB_WEBSOCKET_URL, then NEXT_PUBLIC_WEBSOCKET_URL, then WEBSOCKET_URL, then the default."""
-    assert websocket_url_from_env({}) == "ws://localhost:8081"
-    assert websocket_url_from_env({"WEBSOCKET_URL": "ws://c"}) == "ws://c"
-    assert (
-        websocket_url_from_env({"WEBSOCKET_URL": "ws://c", "NEXT_PUBLIC_WEBSOCKET_URL": "ws://b"})
-        == "ws://b"
-    )
-    assert (
-        websocket_url_from_env({"BBB_WEBSOCKET_URL": "ws://a", "WEBSOCKET_URL": "ws://c"})
-        == "ws://a"
-    )
+
+    def url(environ: dict[str, str]) -> str:
+        return str(parse(["tail"], environ).url)
+
+    assert url({}) == "ws://localhost:8081"
+    assert url({"WEBSOCKET_URL": "ws://c"}) == "ws://c"
+    assert url({"WEBSOCKET_URL": "ws://c", "NEXT_PUBLIC_WEBSOCKET_URL": "ws://b"}) == "ws://b"
+    assert url({"BBB_WEBSOCKET_URL": "ws://a", "WEBSOCKET_URL": "ws://c"}) == "ws://a"
+    assert WEBSOCKET_URL.env[0] == "BBB_WEBSOCKET_URL"
