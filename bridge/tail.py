@@ -14,16 +14,33 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, W
 from bridge.backoff import Backoff
 from bridge.config import read_token_file
 from bridge.protocol import Batch, Event, Message, ResumePoint, Session, parse_frame, with_resume
+from bridge.sanitize import is_forbidden
 
 log = logging.getLogger("bridge.tail")
 
 
 def as_json_line(frame: str | bytes) -> str | None:
-    """Return the frame as one line of JSON, or None if it is not JSON."""
+    """Return the frame as one line of JSON, or None if it is not JSON.
+
+    Readable (``ensure_ascii=False``) and safe on a terminal: every character the sanitizer
+    forbids (C1 controls, bidi overrides, separators...) is written as a JSON escape, so
+    the line decodes to the same message and never acts on the terminal.
+    """
     try:
-        return json.dumps(json.loads(frame), ensure_ascii=False, separators=(",", ":"))
+        line = json.dumps(json.loads(frame), ensure_ascii=False, separators=(",", ":"))
     except (ValueError, RecursionError):
         return None
+    if line.isprintable() and line.isascii():
+        return line
+    return "".join(_json_escape(c) if is_forbidden(c) else c for c in line)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a surrogate pair, as JSON spells characters beyond the BMP
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def advance(resume: ResumePoint | None, message: Message) -> ResumePoint | None:

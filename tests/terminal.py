@@ -57,6 +57,7 @@ class Terminal:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""  # decoded output not yet scanned (plus a lookback)
         self.left_alternate_screen = False  # the program restored the screen it found
+        self.mouse_off = False  # ...or turned mouse reporting off
         self.queries: list[str] = []  # names of the queries the program sent
         self.titles: list[str] = []  # OSC 0, 1, 2
         self.clipboard_writes: list[str] = []  # OSC 52
@@ -112,8 +113,9 @@ class Terminal:
                     self.titles.append(value)
                 elif code == "52":
                     self.clipboard_writes.append(value)
-        if "\x1b[?1049l" in window[max(start - 8, 0) :]:
-            self.left_alternate_screen = True
+        recent = window[max(start - 8, 0) :]
+        self.left_alternate_screen |= "\x1b[?1049l" in recent
+        self.mouse_off |= "\x1b[?1000l" in recent
         for match in STRING_CONTROL.finditer(window):
             if match.end() > start:
                 self.string_controls.append(match.group())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 from hypothesis import example, given
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from bridge.sanitize import ELLIPSIS, ESCAPE, cells, fit, is_forbidden, sanitize
+from bridge.tail import as_json_line
 
 #: What attackers send: escape sequences of every family, C1 controls, bidi overrides,
 #: zero-width and joiner characters, line separators, wide and emoji characters.
@@ -122,3 +124,15 @@ def test_wide_characters_are_measured_in_cells() -> None:
     """Ten CJK characters are twenty cells: cut to 9 cells they keep four, and the ellipsis."""
     assert fit("\u4e2d" * 10, 9, pad=False) == "\u4e2d" * 4 + ELLIPSIS
     assert cell_len(fit("\u4e2d" * 10, 10)) == 10  # 4 wide + ellipsis + 1 space of padding
+
+
+@given(hostile_text)
+def test_tail_lines_are_the_same_json_and_safe_on_a_terminal(text: str) -> None:
+    """`bbb-bridge tail` writes each message as JSON that decodes to the same message, with no
+    character that could act on the terminal it prints to (nor a lone surrogate to crash it)."""
+    frame = json.dumps({"type": "job-refresh", "data": {"jobId": text}})
+    line = as_json_line(frame)
+    assert line is not None
+    assert json.loads(line) == json.loads(frame)
+    assert not any(is_forbidden(c) for c in line)
+    line.encode("utf-8")

@@ -78,6 +78,7 @@ def assert_terminal_untouched(terminal: Terminal) -> None:
     assert terminal.clipboard_writes == []
     assert terminal.titles == []
     assert terminal.string_controls == []
+    assert not terminal.left_alternate_screen and not terminal.mouse_off
     assert terminal.misaligned_rows() == []
 
 
