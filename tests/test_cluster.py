@@ -105,6 +105,7 @@ async def test_the_bridge_follows_the_cluster_when_its_node_dies(
 
         first.kill()  # the node the bridge is on
         await bridge.wait_line(rf"Subscribed to Redis channels .* at {second.url}", timeout=15)
+        assert (await recv_json(ws))["type"] == "redis-down"  # told at once, then back:
         resync = await recv_json(ws)
         assert (resync["type"], resync["data"]["reason"]) == ("resync", "redis-reconnected")
 
