@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from bridge.config import Settings
 from bridge.embedded import RedisChoice, choose_redis
+from bridge.logformat import redact
 from bridge.protocol import DEFAULT_PREFIX
 from bridge.server import Bridge
 from bridge.simulate import run_workload
@@ -129,6 +130,6 @@ class LogToMonitor(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._note(f"bridge: {record.getMessage()}")
+            self._note(f"bridge: {redact(record.getMessage())}")
         except Exception:  # a log line must never take the app down
             self.handleError(record)

@@ -1,6 +1,6 @@
 """Cheap clients for the fan-out benchmark (and the stuck-client test): they count, not parse.
 
-    python -m bench.clients ws  --url ws://127.0.0.1:P   --clients N
+    python -m bench.clients ws  --url ws://127.0.0.1:P   --clients N [--queue-each]
     python -m bench.clients redis --port P --channel C   --clients N
 
 Every event of a run is a ``single-job-refresh``, and that word appears exactly once
@@ -102,6 +102,9 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--channel", default="")
     parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument(
+        "--queue-each", action="store_true", help="ws: each client filters on a queue of its own"
+    )
     args = parser.parse_args()
     loop = asyncio.get_running_loop()
     if args.kind == "ws":
@@ -119,8 +122,9 @@ async def main() -> None:
     for i in range(args.clients + 1):
         ready: asyncio.Future[None] = loop.create_future()
         cls = Probe if i == 0 else Counter
+        mine = hello.replace(b"GET / ", b"GET /?queue=q%d " % i) if args.queue_each else hello
         _, proto = await loop.create_connection(
-            lambda cls=cls, ready=ready: cls(hello, opening, ready),
+            lambda cls=cls, ready=ready, mine=mine: cls(mine, opening, ready),
             host,
             port,
         )

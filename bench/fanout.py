@@ -62,11 +62,11 @@ class Clients:
             await self.process.wait()
 
 
-async def start_clients(target: str, port: int, n: int) -> Clients:
+async def start_clients(target: str, port: int, n: int, *, queue_each: bool = False) -> Clients:
     if target == "redis":
         args = ["redis", "--port", str(port), "--channel", CHANNEL]
     else:
-        args = ["ws", "--url", f"ws://127.0.0.1:{port}"]
+        args = ["ws", "--url", f"ws://127.0.0.1:{port}", *(["--queue-each"] if queue_each else [])]
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.clients", *args, "--clients", str(n),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,

@@ -79,11 +79,11 @@ def parse_origins(text: str) -> frozenset[str]:
     return frozenset(normalize_origin(o) for o in text.replace(",", " ").split() if o.strip())
 
 
-def origin_allowed(origin: str | None, allowed: Iterable[str], host: str | None = None) -> bool:
+def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
     """Browsers always send ``Origin``; a request without one is not from a browser page.
 
-    The bridge's own page (same host and port as the request's ``Host``) is always allowed.
+    Only the listed origins pass: not even "the same origin as the ``Host`` header", which
+    a DNS-rebinding page controls as well as its ``Origin``. (The bridge's own page is one
+    more origin to list, when it is to be used behind ``--allowed-origins``.)
     """
-    if origin is None or normalize_origin(origin) in allowed:
-        return True
-    return host is not None and urlsplit(origin.strip()).netloc.lower() == host.strip().lower()
+    return origin is None or normalize_origin(origin) in allowed

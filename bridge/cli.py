@@ -9,6 +9,7 @@ import dataclasses
 import errno
 import logging
 import os
+import resource
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -239,9 +240,22 @@ async def _serve_workers(settings: Settings, argv: Sequence[str], embedded: bool
     return await run_workers(argv, settings.workers, overrides)
 
 
+def raise_open_files_limit() -> None:
+    """Allow as many open files as the hard limit does (a connection is one): the soft
+    limit is often 1,024, far below what a bridge serves."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.debug("Open files limit raised from %d to %d", soft, target)
+
+
 async def _serve_async(settings: Settings) -> int:
     from bridge.server import Bridge
+    from bridge.workers import say_ready
 
+    raise_open_files_limit()
     bridge = Bridge(settings)
     try:
         await bridge.start()
@@ -254,6 +268,7 @@ async def _serve_async(settings: Settings) -> int:
             why = exc.strerror or str(exc)
         print(f"bbb-bridge: error: cannot listen on {where}: {why}", file=sys.stderr)
         return 1
+    say_ready()  # under --workers: the parent now knows this one could start
     await bridge.run_until_signal()
     log.info("Stopped")
     return 0

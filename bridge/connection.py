@@ -11,51 +11,100 @@ for all connections (see :meth:`ClientConnection.keepalive`).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol as TypingProtocol
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from bridge.delivery import PLAIN
 from bridge.subscriptions import EVERYTHING
+from bridge.throttle import LogThrottle
 
 log = logging.getLogger("bridge.connection")
 
 OPEN_TIMEOUT = 10.0  # a connection that has not completed its handshake by then is dropped
 CLOSE_TIMEOUT = 1.0  # a closing handshake that takes longer is cut short
+#: The transport's own buffer is kept this small; what does not fit waits in the
+#: connection's queue of whole frames, which can be dropped (on close, or when the client
+#: lags) without cutting a frame in half. So a close frame is never behind megabytes.
+TRANSPORT_HIGH = 64 * 1024
+#: Client frames are read at most this many a second (after a burst of twice as many):
+#: more wait in the client's own TCP buffer, so one client's pings or subscription
+#: frames cannot take the event loop from the others. --max-client-rate closes instead.
+READ_RATE = 100.0
+#: Bytes handed to the protocol at a time: a large read is parsed only as far as the
+#: budget goes.
+READ_CHUNK = 1024
+#: What cannot be parsed as WebSocket or HTTP is logged at most once a second, with a count.
+_protocol_errors = LogThrottle(1.0)
 
 
 class Owner(TypingProtocol):
-    """What a connection reports to (the bridge)."""
+    """What a connection reports to (the bridge), in this order: ``on_request`` once, then
+    ``on_open`` if it was accepted, ``on_message`` per text frame, ``on_close`` if it was
+    opened, and ``forget`` last, always."""
 
-    def on_request(self, connection: ClientConnection, request: Request) -> Response | None: ...
-    def on_open(self, connection: ClientConnection, request: Request) -> None: ...
-    def on_close(self, connection: ClientConnection) -> None: ...
-    def on_message(self, connection: ClientConnection, data: bytes) -> None: ...
-    def forget(self, connection: ClientConnection) -> None: ...
-    def on_caught_up(self, connection: ClientConnection) -> bytes: ...
+    def on_request(self, connection: ClientConnection, request: Request) -> Response | None:
+        """The handshake request: a response refuses it (or answers plain HTTP), None accepts."""
+
+    def on_open(self, connection: ClientConnection, request: Request) -> None:
+        """Accepted: write the first frames (greeting, session...) and join the broadcast."""
+
+    def on_message(self, connection: ClientConnection, data: bytes) -> None:
+        """A whole text message from the client, valid UTF-8, within the read budget."""
+
+    def on_close(self, connection: ClientConnection) -> None:
+        """An opened connection is gone: it gets no more broadcasts."""
+
+    def forget(self, connection: ClientConnection) -> None:
+        """The TCP connection is gone (opened or not): drop every reference to it."""
+
+    def on_caught_up(self, connection: ClientConnection) -> bytes:
+        """A client whose events were skipped has drained: the framed message it gets first."""
+        ...
 
 
 class ClientConnection(asyncio.Protocol):
-    """A client connection from accept to close; see the module docstring."""
+    """A client connection from accept to close; see the module docstring.
+
+    Everything it sends goes one way: straight to the transport while that holds less
+    than ``TRANSPORT_HIGH``, else into a queue of whole frames bounded by ``max_buffer``
+    bytes (events, replays, pongs and control answers alike). Past the bound the client
+    is lagging: its events are skipped (and it gets a ``resync`` once it has drained), or
+    it is closed (1013) after ``slow_timeout``.
+    """
 
     __slots__ = (
         "_allowance",
+        "_decoder",
+        "_expiry",
+        "_inbox",
+        "_last_read",
         "_max_buffer",
         "_max_rate",
         "_owner",
+        "_paused",
+        "_pull",
+        "_queue",
+        "_queued",
+        "_reading_paused",
         "_slow_timeout",
         "_timer",
         "delivery",
+        "expires_at",
         "last_seen",
         "opened",
         "peer",
         "protocol",
+        "refuse_with",
         "skipped",
         "subscription",
         "transport",
@@ -67,18 +116,28 @@ class ClientConnection(asyncio.Protocol):
         *,
         max_size: int,
         clock: Callable[[], float],
-        max_buffer: int = 1024 * 1024,
-        slow_timeout: float = 30.0,
+        max_buffer: int,
+        slow_timeout: float,
         max_rate: float = 0.0,
         compression: bool = False,
     ) -> None:
         self._owner = owner
-        # Frames a client may send: refilled at max_rate per second, up to a burst of 2x.
+        # Frames a client may send: refilled at the rate per second, up to a burst of 2x.
+        # Over it: closed (1008) with --max-client-rate, else read later (backpressure).
         self._max_rate = max_rate
-        self._allowance = 2 * max_rate
+        self._allowance = 2 * (max_rate or READ_RATE)
+        self._last_read = clock()
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
         self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
+        self._paused = False  # the transport holds TRANSPORT_HIGH: queue what follows
+        self._queue: deque[bytes] | None = None  # created when first needed
+        self._queued = 0  # bytes in the queue
+        # A replay in progress: called for the next chunk when there is room (None: done).
+        self._pull: Callable[[], bytes | None] | None = None
+        self._inbox = bytearray()  # client bytes not yet handed to the protocol
+        self._reading_paused = False
+        self._decoder: codecs.IncrementalDecoder | None = None  # a fragmented text message
         # What it wants, and how (batched, compressed): the hub groups clients by both.
         self.subscription = EVERYTHING
         self.delivery = PLAIN
@@ -95,72 +154,181 @@ class ClientConnection(asyncio.Protocol):
         self.opened = False
         self.last_seen = clock()
         self._timer: asyncio.TimerHandle | None = None
+        #: When (Unix time) the client's token expires: the connection is closed then (1008).
+        self.expires_at: float | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        #: A complete HTTP answer to send at once, before reading anything (over a limit).
+        self.refuse_with: bytes | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        # Past max_buffer unsent bytes asyncio calls pause_writing(): the client is lagging.
-        transport.set_write_buffer_limits(high=self._max_buffer, low=self._max_buffer // 4)
+        if self.refuse_with is not None:  # answered before the request: read and drop it
+            transport.write(self.refuse_with)
+            transport.write_eof()
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+            return
+        transport.set_write_buffer_limits(high=TRANSPORT_HIGH, low=TRANSPORT_HIGH // 4)
         self.peer = _peer(transport.get_extra_info("peername"))
         self._timer = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self.refuse_with is not None:
+            return
+        self.last_seen = asyncio.get_running_loop().time()
+        self._inbox += data
+        self._consume()
+
+    def _consume(self) -> None:
+        """Hand the client's bytes to the protocol, a chunk at a time, while the budget lasts."""
+        inbox = self._inbox
+        try:
+            while inbox and not self._out_of_budget():
+                chunk = bytes(inbox[:READ_CHUNK])
+                del inbox[:READ_CHUNK]
+                self.protocol.receive_data(chunk)
+                self._handle(self.protocol.events_received())
+        except Exception as exc:  # websockets rejects what it cannot parse; never a traceback
+            self._broken(exc)
+            return
+        self._flush()
+        if inbox and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True  # the rest waits: in its TCP buffer, not ours
+            self.transport.pause_reading()
+            delay = 1 / (self._max_rate or READ_RATE)
+            asyncio.get_running_loop().call_later(delay, self._read_again)
+
+    def _read_again(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
+            self._reading_paused = False
+            self.transport.resume_reading()
+            self._consume()
+
+    def _out_of_budget(self) -> bool:
+        """Refill the frame allowance for the time that passed; True when it is spent."""
         now = asyncio.get_running_loop().time()
-        elapsed, self.last_seen = now - self.last_seen, now
-        self.protocol.receive_data(data)
-        frames = 0
-        for event in self.protocol.events_received():
+        rate = self._max_rate or READ_RATE
+        self._allowance = min(self._allowance + (now - self._last_read) * rate, 2 * rate)
+        self._last_read = now
+        return self._allowance < 1
+
+    def _handle(self, events: list[Request | Response | Frame]) -> None:
+        for event in events:
             if isinstance(event, Request):
                 self._on_request(event)
-            elif isinstance(event, Frame):
-                frames += 1
-                if event.opcode is Opcode.TEXT and event.fin and self.opened:
-                    self._owner.on_message(self, bytes(event.data))
-            # Other frames (binary, fragments, pongs) need no action: the protocol
-            # answers pings and closes, and fails the connection (1009) above max_size.
-        if frames and self._max_rate:
-            self._spend(frames, elapsed)
-        self._flush()
+                continue
+            if not isinstance(event, Frame):
+                continue  # a server receives no responses
+            self._allowance -= 1  # every frame counts: pings, pongs, fragments, closes
+            if self._allowance < 0 and self._max_rate and self.protocol.state is State.OPEN:
+                log.warning(
+                    "Client %s sends more than %g frames/s: closing (1008)",
+                    self.peer,
+                    self._max_rate,
+                )
+                self.protocol.send_close(1008, "too many messages")
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or (opcode is Opcode.CONT and self._decoder is not None):
+                self._on_text(event)
+            # Other frames (binary, pongs) need no action: the protocol answers pings and
+            # closes, and fails the connection (1009) above max_size.
 
-    def _spend(self, frames: int, elapsed: float) -> None:
-        """Token bucket on client frames: past the rate (and burst), close with 1008."""
-        self._allowance = min(self._allowance + elapsed * self._max_rate, 2 * self._max_rate)
-        self._allowance -= frames
-        if self._allowance < 0 and self.protocol.state is State.OPEN:
-            log.warning(
-                "Client %s sends more than %g frames/s: closing (1008)", self.peer, self._max_rate
-            )
-            self.protocol.send_close(1008, "too many messages")
+    def _on_text(self, frame: Frame) -> None:
+        """Check a text message is UTF-8 (RFC 6455: 1007 if not); pass whole ones on."""
+        try:
+            if frame.opcode is Opcode.TEXT and frame.fin:
+                bytes(frame.data).decode()
+            else:  # fragmented: checked as it comes, never assembled (we only read small ones)
+                if frame.opcode is Opcode.TEXT:
+                    self._decoder = codecs.getincrementaldecoder("utf-8")()
+                assert self._decoder is not None
+                self._decoder.decode(frame.data, final=frame.fin)
+                if frame.fin:
+                    self._decoder = None
+                return
+        except UnicodeDecodeError:
+            self._decoder = None
+            if self.protocol.state is State.OPEN:
+                self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+            return
+        if self.opened and self.protocol.state is State.OPEN:
+            self._owner.on_message(self, bytes(frame.data))
+
+    def _broken(self, exc: Exception) -> None:
+        suppressed = _protocol_errors.allow("broken")
+        if suppressed is not None:
+            more = f" (+{suppressed} more since the last report)" if suppressed else ""
+            log.warning("Dropped %s: %s%s", self.peer, _describe(exc), more)
+        self.abort()
 
     def eof_received(self) -> bool | None:
+        if self.refuse_with is not None:
+            return None  # closes
         self.protocol.receive_eof()
         self._flush()
         return None
 
     def pause_writing(self) -> None:
-        """The client stopped reading: skip its events (bounded memory), close it if it stays."""
-        if self.skipped < 0 and self.protocol.state is State.OPEN:
-            self.skipped = 0
-            log.warning(
-                "Client %s is not reading (over %d bytes behind): skipping its events; "
-                "closing it in %.0fs unless it catches up",
-                self.peer,
-                self._max_buffer,
-                self._slow_timeout,
-            )
+        """The transport holds TRANSPORT_HIGH bytes: queue what follows. A replay waits for
+        the client to drain; one that stops reading is closed like a lagging client."""
+        self._paused = True
+        if self._pull is not None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._slow_timeout, self._too_slow)
 
     def resume_writing(self) -> None:
-        """The client caught up: tell it what it missed was dropped, then carry on."""
-        if self.skipped >= 0:
-            skipped, self.skipped = self.skipped, -1
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            log.info("Client %s caught up; %d batches skipped, sent resync", self.peer, skipped)
-            self.write(self._owner.on_caught_up(self))
+        """The transport drained: move queued frames (or the replay) on, as far as they fit."""
+        self._paused = False
+        if self._pull is not None and self._timer is not None and self.skipped < 0:
+            self._timer.cancel()
+            self._timer = None
+        self._drain()
+
+    def _drain(self) -> None:
+        """Queued frames first, then the replay's next chunk, while the transport has room."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        while not self._paused:  # transport.write() may call pause_writing() at once
+            if self._queue:
+                data = self._queue.popleft()
+                self._queued -= len(data)
+                transport.write(data)
+            elif self._pull is not None:
+                chunk = self._pull()
+                if chunk is None:
+                    self._pull = None
+                elif chunk:
+                    transport.write(chunk)
+            else:
+                break
+        if not self._queue and not self._paused and self.skipped >= 0:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        skipped, self.skipped = self.skipped, -1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        log.info("Client %s caught up; %d batches skipped, sent resync", self.peer, skipped)
+        self.write(self._owner.on_caught_up(self))
+
+    def _lag(self) -> None:
+        """Past max_buffer: skip this client's events (bounded memory), close it if it stays."""
+        self.skipped = 0
+        log.warning(
+            "Client %s is not reading (over %d bytes behind): skipping its events; "
+            "closing it in %.0fs unless it catches up",
+            self.peer,
+            self._max_buffer,
+            self._slow_timeout,
+        )
+        self._timer = asyncio.get_running_loop().call_later(self._slow_timeout, self._too_slow)
+
+    def _expired(self) -> None:
+        log.info("Client %s: its token expired; closing (1008)", self.peer)
+        self.close(1008, "token expired")
 
     def _too_slow(self) -> None:
         log.warning(
@@ -172,6 +340,10 @@ class ClientConnection(asyncio.Protocol):
         self.protocol.receive_eof()
         if self._timer is not None:
             self._timer.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._queue = None
+        self._pull = None
         if self.opened:
             self.opened = False
             self._owner.on_close(self)
@@ -187,15 +359,42 @@ class ClientConnection(asyncio.Protocol):
             return protocol.close_sent.code  # the bridge closed it: say why (1002, 1009...)
         return protocol.close_code
 
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting to be sent: the transport's and the queue's."""
+        held = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        return held + self._queued
+
     def write(self, data: bytes) -> None:
         """Queue whole, already framed messages (the hub's broadcast); skipped while lagging."""
         if self.skipped >= 0:
             self.skipped += 1
         elif self.protocol.state is State.OPEN and self.transport is not None:
-            self.transport.write(data)
+            if not self._paused and self._pull is None and not self._queue:
+                self.transport.write(data)  # the common case: nothing waits
+            else:
+                self._enqueue(data)
+
+    def _enqueue(self, data: bytes) -> None:
+        if self._queued + len(data) > self._max_buffer:
+            self._lag()
+            self.skipped += 1
+            return
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(data)
+        self._queued += len(data)
+
+    def replay(self, pull: Callable[[], bytes | None]) -> None:
+        """Send what ``pull()`` returns, chunk after chunk, as the client drains (a replay):
+        bounded like everything else; None from ``pull`` ends it (the owner has joined the
+        connection to the broadcast by then)."""
+        self._pull = pull
+        self._drain()
 
     def close(self, code: int = 1001, reason: str = "") -> None:
-        """Start the closing handshake; the connection is dropped if it stalls."""
+        """Start the closing handshake, ahead of anything queued (which is dropped); the
+        connection is dropped if the client does not answer within CLOSE_TIMEOUT."""
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
@@ -209,7 +408,7 @@ class ClientConnection(asyncio.Protocol):
     def keepalive(self, now: float, interval: float) -> None:
         """Called for every connection once per ``interval``: ping the quiet, drop the dead."""
         idle = now - self.last_seen
-        if not keep_alive(self.protocol, self.transport, idle, interval):
+        if not keep_alive(self.protocol, self.transport, idle, interval, self._flush):
             log.info("Client %s did not answer a ping for %.0fs; dropped it", self.peer, idle)
 
     # -- internals ----------------------------------------------------------------
@@ -225,11 +424,27 @@ class ClientConnection(asyncio.Protocol):
         if self.protocol.state is State.OPEN:
             self.opened = True
             self._flush()  # the 101 goes out before anything the owner writes
+            if self.expires_at is not None:
+                delay = max(self.expires_at - time.time(), 0.0)
+                self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
             self._owner.on_open(self, request)
         # A refusal (or a plain HTTP answer such as /healthz): the protocol closes.
 
     def _flush(self) -> None:
-        pump(self.protocol, self.transport, CLOSE_TIMEOUT)
+        """Send what the protocol has to send: pongs go the way of every frame (queued, or
+        dropped while lagging); a close goes ahead of the queue, which it empties."""
+        protocol, transport = self.protocol, self.transport
+        if transport is None or transport.is_closing():
+            return
+        if protocol.state is State.OPEN:
+            for data in protocol.data_to_send():
+                self.write(data)
+            return
+        if self._queue:
+            self._queue = None  # whole frames only: nothing half-sent is dropped
+            self._queued = 0
+        self._pull = None
+        pump(protocol, transport, CLOSE_TIMEOUT)
 
 
 def pump(protocol: Protocol, transport: asyncio.Transport | None, close_timeout: float) -> None:
@@ -254,11 +469,16 @@ def pump(protocol: Protocol, transport: asyncio.Transport | None, close_timeout:
 
 
 def keep_alive(
-    protocol: Protocol, transport: asyncio.Transport | None, idle: float, interval: float
+    protocol: Protocol,
+    transport: asyncio.Transport | None,
+    idle: float,
+    interval: float,
+    flush: Callable[[], None] | None = None,
 ) -> bool:
     """Ping a peer quiet for ``interval``; drop one quiet for twice that (return False).
 
-    Any data counts as a sign of life, a pong included.
+    Any data counts as a sign of life, a pong included. ``flush`` sends the ping (default:
+    :func:`pump`).
     """
     if idle >= 2 * interval:
         if transport is not None:
@@ -266,8 +486,16 @@ def keep_alive(
         return False
     if idle >= interval and protocol.state is State.OPEN:
         protocol.send_ping(b"")
-        pump(protocol, transport, CLOSE_TIMEOUT)
+        if flush is not None:
+            flush()
+        else:
+            pump(protocol, transport, CLOSE_TIMEOUT)
     return True
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]!r}" if text else type(exc).__name__
 
 
 def _peer(address: object) -> str:

@@ -15,16 +15,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
 
 from bridge import delivery
 from bridge.connection import ClientConnection
 from bridge.delivery import PLAIN, Delivery
 from bridge.protocol import EventType
-from bridge.subscriptions import EVERYTHING, Subscription
+from bridge.subscriptions import EVERYTHING, GENERIC, QUEUE_TYPES, Subscription
 
 GroupKey = tuple[Subscription, Delivery]
-_type_of = itemgetter(0)
 
 
 class Group:
@@ -40,14 +38,20 @@ class Group:
         self.pending: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
 
-    def send(self, frames: list[bytes]) -> None:
-        """Events: written to every member now, or held for the batch window."""
+    def send(
+        self, frames: list[bytes], encoded: dict[tuple[int, Delivery], bytes] | None = None
+    ) -> None:
+        """Events: written to every member now, or held for the batch window.
+
+        ``encoded`` (per broadcast) shares the bytes of one list of frames between the
+        groups that get that very list the same way.
+        """
         if self.delivery.batch:
             self.pending += frames
             if self.timer is None:
                 self.timer = asyncio.get_running_loop().call_later(self.delivery.batch, self.flush)
         else:
-            self._write(frames, self.delivery)
+            self._write(frames, self.delivery, encoded)
 
     def send_now(self, frames: list[bytes]) -> None:
         """Control messages: after whatever was held, and never batched."""
@@ -63,8 +67,19 @@ class Group:
             pending, self.pending = self.pending, []
             self._write(pending, self.delivery)
 
-    def _write(self, frames: list[bytes], how: Delivery) -> None:
-        data = delivery.encode(frames, how)
+    def _write(
+        self,
+        frames: list[bytes],
+        how: Delivery,
+        encoded: dict[tuple[int, Delivery], bytes] | None = None,
+    ) -> None:
+        if encoded is None:
+            data = delivery.encode(frames, how)
+        else:
+            key = (id(frames), how)
+            if (cached := encoded.get(key)) is None:
+                cached = encoded[key] = delivery.encode(frames, how)
+            data = cached
         clients = self.clients
         self.hub.deliveries += len(frames) * len(clients)
         self.hub.bytes_out += len(data) * len(clients)
@@ -100,7 +115,8 @@ class Hub:
         Both happen in one synchronous step, so no event can overtake or repeat what
         ``first`` holds, and none falls between the two.
         """
-        connection.write(first)
+        if first:
+            connection.write(first)
         self._clients.add(connection)
         self._group(connection, subscription, how)
 
@@ -146,24 +162,90 @@ class Hub:
         """
         if not self._clients:
             return  # nobody to frame them for
-        batch_types: Counter[EventType] | None = None
+        if events is None:
+            for group in self._groups.values():
+                group.send_now(frames)
+            return
+        selection = Selection(frames, events)
+        encoded: dict[tuple[int, Delivery], bytes] = {}  # groups that get the same bytes
         out = self.events_out
         for group in self._groups.values():
-            if events is None:
-                group.send_now(frames)
+            chosen, types = selection.chosen(group.subscription)
+            if not chosen:
                 continue
-            if group.subscription.everything:
-                chosen = frames
-                if batch_types is None:
-                    batch_types = Counter(map(_type_of, events))
-                for event_type, n in batch_types.items():
-                    out[event_type] += n * len(group.clients)
-            else:
-                wants = group.subscription.wants
-                picked = [(f, t) for f, (t, p) in zip(frames, events, strict=True) if wants(t, p)]
-                if not picked:
-                    continue
-                chosen = [f for f, _ in picked]
-                for event_type, n in Counter(t for _, t in picked).items():
-                    out[event_type] += n * len(group.clients)
-            group.send(chosen)
+            for event_type, n in types.items():
+                out[event_type] += n * len(group.clients)
+            group.send(chosen, encoded)
+
+
+class Selection:
+    """Which frames of one batch each subscription wants, at a cost that follows what it
+    matches rather than the number of groups: frames are indexed once per batch (queue
+    events by queue), the events no queue filter can drop are chosen once per set of
+    types and shared (so is their encoding: see Group.send), and a queue filter looks up
+    only its own queues."""
+
+    __slots__ = ("_by_queue", "_counts", "_events", "_frames", "_named", "_shared")
+
+    def __init__(self, frames: list[bytes], events: Sequence[tuple[EventType, bytes]]) -> None:
+        self._frames = frames
+        self._events = events
+        self._by_queue: dict[bytes, list[int]] | None = None  # events naming one queue
+        self._named: set[int] = set()  # ... all of them
+        self._shared: dict[frozenset[EventType], tuple[list[bytes], list[int]]] = {}
+        self._counts: dict[int, Counter[EventType]] = {}  # by id() of a list kept above
+
+    def chosen(self, subscription: Subscription) -> tuple[list[bytes], Counter[EventType]]:
+        """The frames ``subscription`` wants, in order, and how many of each type."""
+        if subscription.everything:
+            return self._frames, self._count(self._frames, range(len(self._frames)))
+        frames, generic = self._generic(subscription.types)
+        named = self._named_for(subscription)
+        if not named:
+            return frames, self._count(frames, generic)
+        indices = sorted(generic + named)
+        return [self._frames[i] for i in indices], Counter(self._events[i][0] for i in indices)
+
+    def _generic(self, types: frozenset[EventType]) -> tuple[list[bytes], list[int]]:
+        """The frames of these types that name no single queue (one list per set of types)."""
+        found = self._shared.get(types)
+        if found is None:
+            named = self._index()
+            indices = [i for i, (t, _) in enumerate(self._events) if t in types and i not in named]
+            frames = (
+                self._frames
+                if len(indices) == len(self._frames)
+                else [self._frames[i] for i in indices]
+            )
+            found = self._shared[types] = (frames, indices)
+        return found
+
+    def _named_for(self, subscription: Subscription) -> list[int]:
+        """Events naming one queue that the filter lets through (indices, in order)."""
+        self._index()
+        by_queue, events, types = self._by_queue, self._events, subscription.types
+        if not by_queue:
+            return []
+        if subscription.only:
+            found = [i for q in subscription.queues for i in by_queue.get(q, ())]
+            return sorted(i for i in found if events[i][0] in types)
+        return [
+            i
+            for i in sorted(self._named)
+            if events[i][0] in types and events[i][1] not in subscription.queues
+        ]
+
+    def _index(self) -> set[int]:
+        if self._by_queue is None:
+            self._by_queue = {}
+            for i, (event_type, payload) in enumerate(self._events):
+                if event_type in QUEUE_TYPES and payload != GENERIC:
+                    self._named.add(i)
+                    self._by_queue.setdefault(payload, []).append(i)
+        return self._named
+
+    def _count(self, frames: list[bytes], indices: Sequence[int]) -> Counter[EventType]:
+        counts = self._counts.get(id(frames))
+        if counts is None:
+            counts = self._counts[id(frames)] = Counter(self._events[i][0] for i in indices)
+        return counts

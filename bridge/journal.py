@@ -88,18 +88,37 @@ class Journal:
         self._gaps.append(self.seq)
         self._trim()
 
-    def missed(self, point: ResumePoint) -> list[bytes] | Gap:
-        """The frames after ``point``, or why they cannot be replayed."""
+    def check(self, point: ResumePoint) -> Gap | None:
+        """Why ``point`` cannot be replayed from, or None if it can (see :meth:`take`)."""
         if point.epoch != self.epoch:
             return Gap("epoch-changed", {"epoch": self.epoch})
         if point.since > self.seq:
             return Gap("unknown-seq", {"seq": self.seq})
+        taken = self.take(point.since, max_bytes=0)
+        return taken if isinstance(taken, Gap) else None
+
+    def missed(self, point: ResumePoint) -> list[bytes] | Gap:
+        """The frames after ``point``, or why they cannot be replayed."""
+        return self.check(point) or self.take(point.since, max_bytes=self.max_bytes + 1)
+
+    def take(self, after: int, max_bytes: int) -> list[bytes] | Gap:
+        """The frames after seq ``after`` (of this epoch), in order: as many as fit in
+        ``max_bytes`` (at least one), none when ``after`` is the latest; or the Gap that
+        keeps them from being replayed. A replay takes them chunk by chunk, as the client
+        drains, so it never holds more than one chunk outside the ring."""
         self._trim()
-        if self._gaps and self._gaps[-1] >= point.since:
+        if self._gaps and self._gaps[-1] >= after:
             return Gap("redis-reconnected", {})
-        if point.since + 1 < self.first_seq:
+        if after + 1 < self.first_seq:
             return Gap("replay-unavailable", {"oldest": self.first_seq})
-        return list(islice(self._frames, point.since + 1 - self.first_seq, None))
+        taken: list[bytes] = []
+        size = 0
+        for frame in islice(self._frames, after + 1 - self.first_seq, None):
+            if taken and size + len(frame) > max_bytes:
+                break
+            taken.append(frame)
+            size += len(frame)
+        return taken
 
     def _trim(self) -> None:
         """Forget whole batches older than ``max_age`` or past ``max_bytes``, and the

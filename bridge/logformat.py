@@ -1,20 +1,51 @@
-"""``--log-format json``: one JSON object per log line, for log collectors."""
+"""Log lines: text or ``--log-format json`` (one object per line), never a secret.
+
+Every record goes through :func:`redact` as the last step of formatting, whichever
+logger wrote it (ours, websockets' own debug log of request lines and headers,
+asyncio's) and at every level: tokens (``?token=``, ``Authorization: Bearer``, anything
+shaped like a JWT) and passwords in Redis URLs become ``***``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
+
+_SECRETS = [
+    (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "***"),  # a JWT
+    (re.compile(r"(?i)(token=)[^&\s'\"\\]+"), r"\g<1>***"),
+    (re.compile(r"(?i)(bearer\s+)[^\s'\"\\,]+"), r"\g<1>***"),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*['\"]?)[^'\"\r\n]+"), r"\g<1>***"),
+    (re.compile(r"(rediss?://[^:/@\s]*:)[^@\s]+@"), r"\g<1>***@"),
+]
+
+
+def redact(text: str) -> str:
+    """``text`` with every token and password it holds replaced by ``***``."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
     """``{"time": "...Z", "level": "INFO", "logger": "bridge", "message": "..."}``."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return redact(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -34,4 +65,4 @@ def formatter(kind: str) -> logging.Formatter:
         return JsonFormatter()
     worker = os.environ.get("BBB_WORKER")
     text = TEXT_FORMAT.replace("%(message)s", f"[w{worker}] %(message)s") if worker else TEXT_FORMAT
-    return logging.Formatter(text, datefmt="%Y-%m-%d %H:%M:%S")
+    return TextFormatter(text, datefmt="%Y-%m-%d %H:%M:%S")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -49,6 +51,10 @@ CLOSE_TIMEOUT = 1.0
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
 RESYNC_SLOW_CLIENT = text_frame(encode_resync("slow-client"))
+#: Headers a request may carry once: two of them is a malformed (or a smuggling) request.
+SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Upgrade", "Sec-WebSocket-Key")
+#: A replay is written this much at a time, as the client drains.
+REPLAY_CHUNK = 256 * 1024
 REDIS_DOWN_FRAME = encode_redis_down()
 
 
@@ -125,6 +131,7 @@ class Bridge:
     async def run_until_signal(self) -> None:
         """Serve until SIGTERM, SIGINT or SIGHUP, then shut down cleanly."""
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(LoopErrors())
         stopping = asyncio.Event()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stopping.set)
@@ -181,6 +188,17 @@ class Bridge:
             max_rate=self.settings.max_client_rate,
             compression=self.settings.compression,
         )
+        limit = self.settings.max_connections
+        if limit and len(self._connections) >= limit:  # open, opening and half-open alike
+            self.stats.refused[HTTPStatus.SERVICE_UNAVAILABLE.value] += 1
+            connection.refuse_with = TOO_MANY.serialize()
+            suppressed = self._refusals.allow("503")
+            if suppressed is not None:
+                more = f" (+{suppressed} more since last report)" if suppressed else ""
+                log.warning(
+                    "Refused a connection: 503: --max-connections %d reached%s", limit, more
+                )
+            return connection
         self._connections.add(connection)
         self._all_gone.clear()
         return connection
@@ -190,39 +208,56 @@ class Bridge:
 
         Refusals come before the upgrade, so a refused client never receives a frame.
         """
-        url = urlsplit(request.path)
-        if url.path == "/healthz":  # open to all: says nothing a stranger could use
-            status, body = self.health()
-            return _http_response(status, json.dumps(body), "application/json")
-        if url.path == "/metrics":  # counts only, like /healthz
-            return _http_response(HTTPStatus.OK, self.metrics.render().decode(), CONTENT_TYPE)
+        if request.method not in ("GET", "HEAD"):
+            refusal = self._refuse(
+                connection, HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method[:20]!r} not allowed"
+            )
+            refusal.headers["Allow"] = "GET, HEAD"
+            return refusal
+        if duplicated := [n for n in SINGLE_HEADERS if len(request.headers.get_all(n)) > 1]:
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, f"two {duplicated[0]} headers")
+        if (answer := self._plain_http(request)) is not None:
+            return answer
+        if request.method == "HEAD":
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, "a WebSocket upgrade is a GET")
         settings = self.settings
         origin = request.headers.get("Origin")
-        if url.path in ("/", "/index.html") and not _is_upgrade(request):
-            return _page_response()  # the live page; it connects back with its own token
         if settings.allowed_origins is not None and not origin_allowed(
-            origin, settings.allowed_origins, request.headers.get("Host")
+            origin, settings.allowed_origins
         ):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, f"origin {origin!r} not allowed")
         if settings.auth_secret is not None:
             token = token_from(request.path, request.headers.get("Authorization"))
             try:
-                verify_token(settings.auth_secret, token)
+                claims = verify_token(settings.auth_secret, token)
             except AuthError as exc:
                 return self._refuse(connection, HTTPStatus.UNAUTHORIZED, str(exc))
-        if settings.max_connections and len(self.hub) >= settings.max_connections:
-            return self._refuse(
-                connection,
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                f"too many connections (--max-connections {settings.max_connections})",
-            )
+            if isinstance(expires := claims.get("exp"), int | float):
+                connection.expires_at = float(expires)
+        query = urlsplit(request.path).query
         try:
-            parse_resume(url.query)
-            subscriptions.parse_query(url.query)
-            parse_batch(url.query)
+            parse_resume(query)
+            subscriptions.parse_query(query)
+            parse_batch(query)
         except ValueError as exc:
             return self._refuse(connection, HTTPStatus.BAD_REQUEST, str(exc))
         return None
+
+    def _plain_http(self, request: Request) -> Response | None:
+        """``/healthz``, ``/metrics`` and the page (GET or HEAD); None for anything else."""
+        url = urlsplit(request.path)
+        if url.path == "/healthz":  # open to all: says nothing a stranger could use
+            status, body = self.health()
+            response = _http_response(status, json.dumps(body), "application/json")
+        elif url.path == "/metrics":  # counts only, like /healthz
+            response = _http_response(HTTPStatus.OK, self.metrics.render().decode(), CONTENT_TYPE)
+        elif url.path in ("/", "/index.html") and not _is_upgrade(request):
+            response = _page_response()  # the live page; it connects back with its own token
+        else:
+            return None
+        if request.method == "HEAD":  # the same headers (Content-Length too), no body
+            response = dataclasses.replace(response, body=b"")
+        return response
 
     def _refuse(self, connection: ClientConnection, status: HTTPStatus, why: str) -> Response:
         self.stats.refused[status.value] += 1
@@ -240,45 +275,47 @@ class Bridge:
         return response
 
     def on_open(self, connection: ClientConnection, request: Request) -> None:
-        """Greeting, session, then what the client missed (or a resync), then live events."""
+        """Greeting, session, then what the client missed (or a resync), then live events.
+
+        A replay goes out chunk by chunk as the client drains (bounded like live events),
+        and the client joins the broadcast when it has caught up with the journal.
+        """
         journal = self.journal
         down_for = self.source.down_for
         frames = [GREETING, encode_session(journal.epoch, journal.seq, redis_down_for=down_for)]
         query = urlsplit(request.path).query
         point = parse_resume(query)  # both checked by on_request
         subscription = subscriptions.parse_query(query)
-        resumed = ""
-        if point is not None:
-            missed = journal.missed(point)
-            if isinstance(missed, Gap):
-                self.stats.resyncs[missed.reason] += 1
-                frames.append(encode_resync(missed.reason, **missed.details))
-                resumed = f"; resync ({missed.reason}) instead of replay from seq {point.since}"
-            else:
-                if not subscription.everything:
-                    missed = [f for f in missed if _wanted(subscription, f)]
-                frames += missed
-                self.stats.replayed += len(missed)
-                resumed = f"; replayed {len(missed)} missed event(s) from seq {point.since}"
         how = Delivery(parse_batch(query), negotiated_deflate(connection.protocol))
-        self.hub.join(connection, text_frames(frames), subscription, how)
         self.stats.connections_opened += 1
-        log.info(
-            "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), resumed
-        )
+        gap = None if point is None else journal.check(point)
+        if gap is not None:
+            self.stats.resyncs[gap.reason] += 1
+            frames.append(encode_resync(gap.reason, **gap.details))
+        if point is None or gap is not None:
+            self.hub.join(connection, text_frames(frames), subscription, how)
+            why = "" if gap is None or point is None else f"; resync ({gap.reason})"
+            log.info(
+                "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), why
+            )
+            return
+        connection.write(text_frames(frames))
+        connection.replay(Replay(self, connection, point.since, subscription, how))
 
     def on_message(self, connection: ClientConnection, data: bytes) -> None:
         """A client frame: a subscription change (anything else is ignored, as before)."""
         if b'"action"' not in data:
             return
+        before = connection.subscription
         try:
             action, types, queues = subscriptions.parse_action(data.decode(errors="replace"))
-            subscription = connection.subscription.apply(action, types, queues)
+            subscription = before.apply(action, types, queues)
         except ValueError as exc:
             connection.write(text_frame(encode_control("error", reason=str(exc))))
             return
         self.hub.resubscribe(connection, subscription)
-        connection.write(text_frame(encode_control("subscribed", **subscription.describe())))
+        answer = encode_control("subscribed", **subscription.changes(before))
+        connection.write(text_frame(answer))
 
     def on_close(self, connection: ClientConnection) -> None:
         self.hub.leave(connection)
@@ -310,6 +347,88 @@ class Bridge:
             now = loop.time()
             for connection in list(self._connections):
                 connection.keepalive(now, PING_INTERVAL)
+
+
+class Replay:
+    """What a resuming client missed, pulled from the journal a chunk at a time as it drains
+    (see ClientConnection.replay); caught up, it joins the broadcast in the same step."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        connection: ClientConnection,
+        since: int,
+        subscription: subscriptions.Subscription,
+        how: Delivery,
+    ) -> None:
+        self.bridge, self.connection = bridge, connection
+        self.since = self.cursor = since
+        self.subscription, self.how = subscription, how
+        self.sent = 0
+
+    def __call__(self) -> bytes | None:
+        bridge, journal = self.bridge, self.bridge.journal
+        if self.connection not in bridge._connections:
+            return None  # gone meanwhile
+        if self.cursor < journal.seq:
+            taken = journal.take(self.cursor, REPLAY_CHUNK)
+            if not isinstance(taken, Gap):
+                self.cursor += len(taken)
+                if not self.subscription.everything:
+                    taken = [f for f in taken if _wanted(self.subscription, f)]
+                self.sent += len(taken)
+                bridge.stats.replayed += len(taken)
+                return text_frames(taken)
+            bridge.stats.resyncs[taken.reason] += 1  # outrun by the ring, or a Redis gap
+            last = [encode_resync(taken.reason, **taken.details)]
+            how = f"{self.sent} replayed, then resync ({taken.reason})"
+        else:
+            last = []
+            how = f"replayed {self.sent} missed event(s)"
+        if (down_for := bridge.source.down_for) is not None:
+            last.append(encode_redis_down(down_for))  # lost while this client was replaying
+        bridge.hub.join(self.connection, text_frames(last), self.subscription, self.how)
+        log.info(
+            "Client connected from %s (%d connected); %s from seq %d",
+            self.connection.peer,
+            len(bridge.hub),
+            how,
+            self.since,
+        )
+        return None
+
+
+class LoopErrors:
+    """The event loop's error reports, at most a few a second with a count.
+
+    At the open-files limit asyncio's accept loop reports every failed ``accept()``, with
+    a traceback, up to a thousand times per wake-up: thousands of lines a second. Those
+    become one line per second, without the traceback (the server retries by itself);
+    anything else is logged as asyncio would, but no more often.
+    """
+
+    RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+    def __init__(self) -> None:
+        self._throttle = LogThrottle(1.0, max_per_interval=5)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        message = str(context.get("message", "event loop error"))
+        exc = context.get("exception")
+        suppressed = self._throttle.allow(message)
+        if suppressed is None:
+            return
+        more = f" (+{suppressed} more since last report)" if suppressed else ""
+        if isinstance(exc, OSError) and exc.errno in self.RESOURCE_ERRORS:
+            log.error(
+                "%s: %s; new connections wait until some close (raise the open-files "
+                "limit, or set --max-connections below it)%s",
+                message,
+                exc.strerror,
+                more,
+            )
+            return
+        loop.default_exception_handler({**context, "message": message + more})
 
 
 def _wanted(subscription: subscriptions.Subscription, frame: bytes) -> bool:
@@ -348,3 +467,8 @@ def _http_response(
     headers["Content-Length"] = str(len(payload))
     headers["Connection"] = "close"
     return Response(status.value, status.phrase, headers, payload)
+
+
+#: The answer to a connection past --max-connections, sent as it is accepted.
+TOO_MANY = _http_response(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+TOO_MANY.headers["Retry-After"] = "5"

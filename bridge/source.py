@@ -183,6 +183,8 @@ class RedisSource:
 
     def _drop(self, why: str, key: str, detail: str) -> None:
         self.dropped_by[why] += 1
+        if overflow := self._throttle.overflow():
+            log.warning("Dropped %d more message(s) not reported one by one (too many)", overflow)
         suppressed = self._throttle.allow(f"{why}:{key}")
         if suppressed is not None:
             more = f" (+{suppressed} more since last report)" if suppressed else ""

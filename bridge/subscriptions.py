@@ -27,7 +27,11 @@ QUEUE_TYPES: frozenset[EventType] = frozenset(
     {EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH}
 )
 GENERIC = b"1"  # "something changed": relevant to every queue
-MAX_QUEUES = 256  # per client: a filter is small by nature
+#: Per client, a filter is small by nature; these bounds keep it so (memory per client,
+#: and the work of one action, are bounded by them).
+MAX_QUEUES = 256
+MAX_QUEUE_NAME = 256  # bytes
+MAX_QUEUE_BYTES = 16 * 1024  # all of a client's queue names together
 ACTIONS = ("subscribe", "unsubscribe")
 
 
@@ -63,22 +67,27 @@ class Subscription:
         if action not in ACTIONS:
             raise SubscriptionError(f"action must be one of {', '.join(ACTIONS)}")
         named_types = _types(types)
-        named_queues = frozenset(q.encode() for q in queues)
+        named_queues = _queues(queues)
         add = action == "subscribe"
         new_types = self.types | named_types if add else self.types - named_types
         # Adding to an allowlist, or taking out of a denylist, and the other way round.
         grow = add is self.only
         new_queues = self.queues | named_queues if grow else self.queues - named_queues
-        if len(new_queues) > MAX_QUEUES:
-            raise SubscriptionError(f"at most {MAX_QUEUES} queues per client")
+        _check_size(new_queues)
         return replace(self, types=new_types, queues=new_queues)
 
-    def describe(self) -> dict[str, Any]:
-        """What a client is told after an action (and what the logs say)."""
-        queues = sorted(q.decode(errors="replace") for q in self.queues)
+    def changes(self, before: Subscription) -> dict[str, Any]:
+        """What a client is told after an action: the types it now gets (eight at most) and
+        what changed in its queue filter, never the whole list (an answer is no larger than
+        the question)."""
         return {
             "types": sorted(t.value for t in self.types),
-            "queues": {"only": queues} if self.only else {"except": queues},
+            "queues": {
+                "only": self.only,
+                "count": len(self.queues),
+                "added": sorted(q.decode(errors="replace") for q in self.queues - before.queues),
+                "removed": sorted(q.decode(errors="replace") for q in before.queues - self.queues),
+            },
         }
 
 
@@ -93,9 +102,8 @@ def parse_query(query: str) -> Subscription:
         names = [n for value in params["types"] for n in value.split(",") if n.strip()]
         subscription = replace(subscription, types=_types(names))
     if "queue" in params:
-        queues = frozenset(q.encode() for q in params["queue"])
-        if len(queues) > MAX_QUEUES:
-            raise SubscriptionError(f"at most {MAX_QUEUES} queues per client")
+        queues = _queues(params["queue"])
+        _check_size(queues)
         subscription = replace(subscription, only=True, queues=queues)
     return subscription
 
@@ -132,6 +140,20 @@ def parse_action(text: str) -> tuple[str, list[str], list[str]]:
             raise SubscriptionError(f"{key!r} must be a list of strings")
         lists.append(value)
     return message["action"], lists[0], lists[1]
+
+
+def _queues(names: Iterable[str]) -> frozenset[bytes]:
+    queues = frozenset(name.encode() for name in names)
+    if any(len(q) > MAX_QUEUE_NAME for q in queues):
+        raise SubscriptionError(f"a queue name is at most {MAX_QUEUE_NAME} bytes")
+    return queues
+
+
+def _check_size(queues: frozenset[bytes]) -> None:
+    if len(queues) > MAX_QUEUES:
+        raise SubscriptionError(f"at most {MAX_QUEUES} queues per client")
+    if sum(map(len, queues)) > MAX_QUEUE_BYTES:
+        raise SubscriptionError(f"at most {MAX_QUEUE_BYTES} bytes of queue names per client")
 
 
 def _types(names: Iterable[str]) -> frozenset[EventType]:

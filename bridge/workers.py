@@ -17,33 +17,62 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from bridge.backoff import Backoff
 from bridge.embedded import die_with_parent
 from bridge.server import STOP_SIGNALS
 
 log = logging.getLogger("bridge.workers")
 
-#: A worker that exits sooner than this after starting is failing, not crashing once.
-QUICK_EXIT = 3.0
-RESTART_DELAY = 1.0
+#: A worker that stayed up this long is healthy: its next crash restarts it at once.
+STABLE_AFTER = 60.0
 STOP_TIMEOUT = 5.0
+#: The variable that hands a worker the pipe it writes to once it listens.
+READY_FD = "BBB_READY_FD"
 
 
 async def run_workers(argv: Sequence[str], count: int, overrides: Sequence[str]) -> int:
-    """Run ``count`` workers until a stop signal (exit 0) or a worker that cannot start (1)."""
+    """Run ``count`` workers until a stop signal (exit 0) or a worker that cannot start (1).
+
+    A worker that exits with an error before it ever listened has a configuration that
+    cannot work: all stop. One that dies later, whatever killed it (a signal included),
+    is restarted, after 1 s doubling to 30 s while it keeps dying young.
+    """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stopping.set)
     workers: dict[int, asyncio.subprocess.Process] = {}
+    ready: dict[int, int] = {}  # the read end of each worker's readiness pipe
     started: dict[int, float] = {}
+    backoffs = {index: Backoff(base=1.0, cap=30.0) for index in range(1, count + 1)}
 
     async def spawn(index: int) -> None:
-        env = {**os.environ, "BBB_WORKER": str(index), "PYTHONUNBUFFERED": "1"}
-        workers[index] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", *argv, *overrides, "--workers", "1",
-            stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=die_with_parent,
-        )  # fmt: skip
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        env = {
+            **os.environ,
+            "BBB_WORKER": str(index),
+            "PYTHONUNBUFFERED": "1",
+            READY_FD: str(write_end),
+        }
+        try:
+            workers[index] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bridge", *argv, *overrides, "--workers", "1",
+                stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=die_with_parent,
+                pass_fds=(write_end,),
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+        ready[index] = read_end
         started[index] = loop.time()
+
+    def listened(index: int) -> bool:
+        try:
+            return os.read(ready[index], 1) == b"1"
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(ready.pop(index))
 
     try:
         for index in range(1, count + 1):
@@ -62,22 +91,25 @@ async def run_workers(argv: Sequence[str], count: int, overrides: Sequence[str])
             for task in done:
                 index = exits[task]
                 code = workers[index].returncode
+                ever_listened = listened(index)
                 if code == 0:  # stopped on purpose (a signal to that worker alone)
                     log.info("Worker %d stopped", index)
                     del workers[index]
                     continue
-                if loop.time() - started[index] < QUICK_EXIT:
+                if not ever_listened and code is not None and code > 0:
                     log.error("Worker %d exited with code %s at start; stopping", index, code)
                     await _stop_all(workers)
                     return 1
+                backoff = backoffs[index]
+                if loop.time() - started[index] >= STABLE_AFTER:
+                    backoff.reset()
+                delay = backoff.next_delay()
                 log.warning(
-                    "Worker %d exited with code %s; restarting it in %.0fs",
-                    index,
-                    code,
-                    RESTART_DELAY,
+                    "Worker %d exited with code %s; restarting it in %.1fs", index, code, delay
                 )
-                await asyncio.sleep(RESTART_DELAY)
+                await asyncio.sleep(delay)
                 await spawn(index)
+                log.info("Worker %d restarted (pid %d)", index, workers[index].pid)
             if not workers:
                 return 0
     finally:
@@ -86,6 +118,16 @@ async def run_workers(argv: Sequence[str], count: int, overrides: Sequence[str])
         for worker in workers.values():
             if worker.returncode is None:
                 worker.kill()
+        for read_end in ready.values():
+            os.close(read_end)
+
+
+def say_ready() -> None:
+    """In a worker: tell the parent it listens (see READY_FD); nothing outside ``--workers``."""
+    if fd := os.environ.pop(READY_FD, ""):
+        with contextlib.suppress(OSError, ValueError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
 
 
 async def _stop_all(workers: dict[int, asyncio.subprocess.Process]) -> int:

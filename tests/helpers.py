@@ -66,6 +66,32 @@ async def expect_greeting(ws: ClientConnection) -> dict[str, Any]:
     return data
 
 
+async def raw_request(port: int, path: str, *headers: str, host: str = "127.0.0.1") -> bytes:
+    """Send a WebSocket upgrade by hand and return everything the bridge answers (until it
+    hangs up, or greets an accepted client)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    answer = b""
+    try:
+        async with asyncio.timeout(5):
+            while chunk := await reader.read(4096):
+                answer += chunk
+                if b'"connected"' in answer:
+                    break
+    finally:
+        writer.close()
+    return answer
+
+
 async def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     """GET ``url`` (in a thread) and return (status, JSON body)."""
 
@@ -87,8 +113,14 @@ async def health_status(port: int) -> int:
 class BridgeProcess:
     """``python -m bridge ...`` as a child process, its stderr collected line by line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.args = args
+        self.preexec = preexec  # run in the child before it starts (e.g. a resource limit)
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.process: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
@@ -106,6 +138,7 @@ class BridgeProcess:
             stderr=asyncio.subprocess.PIPE,
             env=self.env,
             cwd=ROOT,
+            preexec_fn=self.preexec,
         )
         assert self.process.stderr is not None and self.process.stdout is not None
         self._readers = [

@@ -18,7 +18,7 @@ from bridge.auth import issue_token, verify_token
 from bridge.embedded import RedisServer
 from bridge.server import Bridge
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
-from tests.helpers import GREETING, expect_greeting, recv_json, run, wait_for
+from tests.helpers import GREETING, expect_greeting, raw_request, recv_json, run, wait_for
 
 SECRET = "correct-horse-battery-staple-0123456789"
 
@@ -37,31 +37,6 @@ async def locked(redis_server: RedisServer, prefix: str) -> AsyncIterator[Bridge
         yield bridge
     finally:
         await bridge.stop()
-
-
-async def raw_request(port: int, path: str, *headers: str) -> bytes:
-    """Send a WebSocket upgrade by hand and return everything the bridge answers."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [
-        f"GET {path} HTTP/1.1",
-        "Host: 127.0.0.1",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        *headers,
-    ]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    answer = b""
-    try:
-        async with asyncio.timeout(5):  # until the bridge hangs up, or greets an accepted client
-            while chunk := await reader.read(4096):
-                answer += chunk
-                if b'"connected"' in answer:
-                    break
-    finally:
-        writer.close()
-    return answer
 
 
 @pytest.mark.parametrize(

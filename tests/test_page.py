@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bridge.auth import issue_token
-from bridge.embedded import RedisServer
+from bridge.embedded import RedisServer, free_port
 from bridge.protocol import EventType
 from bridge.server import Bridge
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
@@ -146,13 +146,15 @@ async def test_the_page_shows_controls_and_bidi_as_escapes(
 async def test_with_auth_and_origins_the_page_passes_its_token_along(
     redis_server: RedisServer, prefix: str, browser: Browser
 ) -> None:
-    """Behind --auth-secret and --allowed-origins, the page (same origin) connects with
-    ?token= from its own address, and without one it is refused."""
+    """Behind --auth-secret and --allowed-origins listing its own origin, the page connects
+    with ?token= from its own address, and without one it is refused."""
+    port = free_port()
     bridge = await start_bridge(
         redis_server.url,
         prefix,
+        port=port,
         auth_secret=SECRET,
-        allowed_origins=frozenset({"https://elsewhere.example"}),
+        allowed_origins=frozenset({"https://elsewhere.example", f"http://127.0.0.1:{port}"}),
     )
     try:
         await bridge.source.wait_subscribed(SUBSCRIBE_TIMEOUT)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
@@ -12,6 +15,7 @@ from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
 from bridge.embedded import RedisServer
+from bridge.hub import Selection
 from bridge.protocol import EventType
 from bridge.server import Bridge
 from bridge.subscriptions import (
@@ -145,7 +149,7 @@ async def test_subscriptions_change_at_run_time(bridge: Bridge, publish: Publish
         reply = await recv_json(ws)
         assert reply["type"] == "subscribed"
         assert "job-refresh" not in reply["data"]["types"]
-        assert reply["data"]["queues"] == {"except": []}
+        assert reply["data"]["queues"] == {"only": False, "count": 0, "added": [], "removed": []}
         await publish(J, "unwanted")
         await publish(Q, "wanted")
         assert (await recv_json(ws))["data"] == {"queueName": "wanted"}
@@ -201,3 +205,34 @@ async def test_the_tui_with_types_sees_only_those(
 def test_subscription_is_hashable_for_grouping() -> None:
     """Equal subscriptions are equal keys (the hub groups clients by them)."""
     assert {parse_query("queue=a"): 1}[Subscription(only=True, queues=frozenset({b"a"}))] == 1
+
+
+QUEUE_NAMES = [b"1", b"emails", b"payments", b"reports"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(EventType)), st.sampled_from(QUEUE_NAMES)), max_size=30
+    ),
+    st.lists(
+        st.builds(
+            Subscription,
+            types=st.frozensets(st.sampled_from(list(EventType))),
+            only=st.booleans(),
+            queues=st.frozensets(st.sampled_from(QUEUE_NAMES[1:])),
+        ),
+        max_size=6,
+    ),
+)
+def test_the_hub_selects_exactly_what_each_subscription_wants(
+    events: list[tuple[EventType, bytes]], subscriptions: list[Subscription]
+) -> None:
+    """The indexed selection gives each subscription the frames its wants() picks, in order,
+    with their counts by type; groups with the same wants share one list of frames."""
+    frames = [f"frame-{n}".encode() for n in range(len(events))]
+    selection = Selection(frames, events)
+    for subscription in [EVERYTHING, *subscriptions]:
+        chosen, counts = selection.chosen(subscription)
+        expected = [f for f, (t, p) in zip(frames, events, strict=True) if subscription.wants(t, p)]
+        assert chosen == expected
+        assert counts == Counter(t for t, p in events if subscription.wants(t, p))

@@ -48,8 +48,22 @@ def test_log_throttle_table_stays_bounded() -> None:
     now = [0.0]
     throttle = LogThrottle(1.0, max_keys=16, clock=lambda: now[0])
     for i in range(1000):
+        now[0] = i * 0.2  # a few new keys per interval, under the global cap
         assert throttle.allow(f"k{i}") == 0
     assert len(throttle._last) <= 16
+
+
+def test_log_throttle_caps_all_keys_together_and_counts_the_rest() -> None:
+    """A flood of distinct keys gets max_per_interval yeses per interval; the rest are counted
+    and handed over once, after their interval ended."""
+    now = [0.0]
+    throttle = LogThrottle(1.0, max_per_interval=3, clock=lambda: now[0])
+    said = [throttle.allow(f"k{i}") for i in range(100)]
+    assert said.count(0) == 3 and said.count(None) == 97
+    assert throttle.overflow() == 0  # not before the interval is over
+    now[0] = 1.0
+    assert throttle.overflow() == 97
+    assert throttle.overflow() == 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,436 @@
+"""The bridge under abuse (issue 12): every bound holds for every kind of traffic.
+
+Each test runs a real bridge process and attacks it from raw sockets, with a healthy
+client watching where it matters. Memory is judged by the bridge's RSS, stalls by a
+healthy client's latency in the same run (a ratio), logs by counting lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.fanout import start_clients
+from bridge.auth import issue_token
+from bridge.embedded import RedisServer
+from bridge.protocol import EventType
+from tests.conftest import Publisher, run_bridge
+from tests.helpers import (
+    BridgeProcess,
+    expect_greeting,
+    raw_request,
+    recv_json,
+    rss_bytes,
+    wait_for,
+)
+from tests.hostile import ws_frame
+from tests.test_slow_clients import P99_FLOOR_MS, all_delivered, steady_stream
+
+HANDSHAKE = (
+    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+MASK = b"\x01\x02\x03\x04"
+SECRET = "abuse-test-secret-0123456789-abcdefghijk"
+MIB = 1024 * 1024
+
+
+async def serving(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, *args: str
+) -> tuple[BridgeProcess, int]:
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0",
+        "--redis-url", redis_server.url, "--prefix", prefix, *args,
+    )  # fmt: skip
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    return bridge, port
+
+
+class Raw:
+    """A client on a raw socket: a tiny receive window, reads nothing unless told."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, path: str = "/", *, read_handshake: bool = True) -> Raw:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=2**20)
+        writer.write(HANDSHAKE.format(path=path).encode())
+        raw = cls(reader, writer)
+        if read_handshake:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        return raw
+
+    def send(self, opcode: int, payload: bytes, **kwargs: bool) -> None:
+        self.writer.write(ws_frame(opcode, payload, mask=MASK, **kwargs))
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+@pytest.fixture
+async def raws() -> AsyncIterator[list[Raw]]:
+    opened: list[Raw] = []
+    yield opened
+    for raw in opened:
+        raw.close()
+
+
+async def peak_rss_while(pid: int, seconds: float) -> int:
+    """The highest resident memory of ``pid`` sampled over ``seconds``."""
+    peak = rss_bytes(pid)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        peak = max(peak, rss_bytes(pid))
+    return peak
+
+
+async def test_pongs_count_toward_the_client_buffer(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, raws: list[Raw]
+) -> None:
+    """Two clients that ping as fast as they can and never read cost bounded memory (the
+    bridge buffered 805 MB of pongs in 25 s before): their pings are read at the client
+    frame budget (100 a second), and their pongs go the way of every frame, into their
+    bounded buffer."""
+    bridge, port = await serving(processes, redis_server, prefix)
+    assert bridge.process is not None
+    pid = bridge.process.pid
+    before = rss_bytes(pid)
+    pingers = [await Raw.open(port) for _ in range(2)]
+    raws.extend(pingers)
+    ping = ws_frame(9, b"p" * 125, mask=MASK)
+
+    async def flood(raw: Raw) -> None:
+        while True:  # as fast as the bridge takes them
+            raw.writer.write(ping * 64)
+            await raw.writer.drain()
+
+    floods = [asyncio.create_task(flood(raw)) for raw in pingers]
+    try:
+        peak = await peak_rss_while(pid, 6)
+    finally:
+        for task in floods:
+            task.cancel()
+        await asyncio.gather(*floods, return_exceptions=True)
+    assert peak - before < 24 * MIB, f"{(peak - before) / MIB:.0f} MiB more"
+
+
+async def test_control_traffic_never_delays_events_for_others(
+    processes: list[BridgeProcess],
+    redis_server: RedisServer,
+    prefix: str,
+    publish: Publisher,
+    raws: list[Raw],
+) -> None:
+    """A client that fills its subscription with long queue names and then floods tiny
+    unsubscribe frames (each answered, before, with the whole list) neither stalls the
+    bridge nor costs memory: 20 healthy clients lose nothing, their p99 stays within 2x."""
+    bridge, port = await serving(
+        processes, redis_server, prefix, "--max-client-frame", str(64 * 1024),
+    )  # fmt: skip
+    assert bridge.process is not None
+    clients = await start_clients("bridge", port, 19)
+    try:
+        sent = await steady_stream(publish, 3.0)
+        baseline = await all_delivered(clients, sent)
+        assert baseline["min"] == sent
+        await clients.command("reset")
+
+        abuser = await Raw.open(port)
+        raws.append(abuser)
+        for chunk in range(4):  # 256 names of 250 bytes (now: refused past 16 KiB in all)
+            names = [f"{chunk}-{n:03d}-" + "q" * 240 for n in range(64)]
+            abuser.send(1, json.dumps({"action": "subscribe", "queues": names}).encode())
+        flood = ws_frame(1, b'{"action":"unsubscribe"}', mask=MASK) * 8000  # 240 KB
+
+        async def abuse() -> None:
+            while True:
+                abuser.writer.write(flood)
+                await abuser.writer.drain()
+
+        task = asyncio.create_task(abuse())
+        rss_before = rss_bytes(bridge.process.pid)
+        try:
+            sent = await steady_stream(publish, 5.0)
+            loaded = await all_delivered(clients, sent)
+            rss_after = rss_bytes(bridge.process.pid)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert (loaded["min"], loaded["max"]) == (sent, sent)
+        assert loaded["p99"] <= 2 * max(baseline["p99"], P99_FLOOR_MS), (baseline, loaded)
+        assert rss_after - rss_before < 16 * MIB
+    finally:
+        await clients.close()
+
+
+async def test_a_replay_goes_through_the_client_buffer(
+    processes: list[BridgeProcess],
+    redis_server: RedisServer,
+    prefix: str,
+    publish: Publisher,
+    raws: list[Raw],
+) -> None:
+    """40 clients that resume from the start of a 30 MB ring and never read cost about a
+    chunk each (they took 1.1 GB before), and a reading one still gets it all, in order."""
+    bridge, port = await serving(
+        processes, redis_server, prefix, "--replay-size", "1000",
+        "--max-client-buffer", str(MIB), "--slow-client-timeout", "30",
+    )  # fmt: skip
+    assert bridge.process is not None
+    async with connect(f"ws://127.0.0.1:{port}") as ws:
+        session = await expect_greeting(ws)
+    pipe = publish.client.pipeline(transaction=False)
+    for n in range(1000):
+        pipe.publish(publish.channel(EventType.SINGLE_JOB_REFRESH), f"{n:04d}" + "x" * 30_000)
+    await pipe.execute()
+    path = f"/?since={session['seq']}&epoch={session['epoch']}"
+    async with connect(f"ws://127.0.0.1:{port}{path}", max_size=2**20) as ws:
+        await expect_greeting(ws)
+        ids = [json.loads(await ws.recv())["data"]["jobId"][:4] for _ in range(1000)]
+    assert ids == [f"{n:04d}" for n in range(1000)]
+    before = rss_bytes(bridge.process.pid)
+    for _ in range(40):
+        raws.append(await Raw.open(port, path))
+    peak = await peak_rss_while(bridge.process.pid, 3)
+    assert peak - before < 64 * MIB, f"{(peak - before) / MIB:.0f} MiB more"
+
+
+async def test_no_token_in_any_log_at_any_level(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """With --log-level debug (websockets' own request and header lines included), neither
+    a good token (query or header) nor a bad one is ever written."""
+    bridge, port = await serving(
+        processes, redis_server, prefix, "--log-level", "debug", "--auth-secret", SECRET
+    )
+    good = issue_token(SECRET, ttl=60)
+    bad = issue_token("another-secret-0123456789-0123456789", ttl=60)
+    async with connect(f"ws://127.0.0.1:{port}/?token={good}") as ws:
+        await expect_greeting(ws)
+    async with connect(
+        f"ws://127.0.0.1:{port}/", additional_headers={"Authorization": f"Bearer {good}"}
+    ) as ws:
+        await expect_greeting(ws)
+    await raw_request(port, f"/?token={bad}")
+    await raw_request(port, "/", f"Authorization: Bearer {bad}")
+    await bridge.wait_line(r"Refused .* 401")
+    await wait_for(lambda: bridge.output.count("Client disconnected") == 2)
+    for token in (good, bad):
+        for part in token.split("."):
+            assert part not in bridge.output
+    assert "***" in bridge.output  # the debug lines are there, redacted
+
+
+async def test_a_connection_is_closed_when_its_token_expires(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """A token that expires while its connection is open closes it then: 1008, 'token
+    expired' (a reconnect with it would be refused)."""
+    _, port = await serving(processes, redis_server, prefix, "--auth-secret", SECRET)
+    async with connect(f"ws://127.0.0.1:{port}/?token={issue_token(SECRET, ttl=2)}") as ws:
+        await expect_greeting(ws)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert (ws.close_code, ws.close_reason) == (1008, "token expired")
+
+
+async def test_the_host_header_does_not_make_an_origin_allowed(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """A DNS-rebinding request (Origin and Host both the attacker's) gets 403; so does the
+    bridge's own page unless its origin is listed."""
+    _, port = await serving(
+        processes, redis_server, prefix, "--allowed-origins", "https://good.example"
+    )
+    evil = f"evil.example:{port}"
+    answer = await raw_request(port, "/", f"Origin: http://{evil}", host=evil)
+    assert answer.startswith(b"HTTP/1.1 403")
+    own = f"127.0.0.1:{port}"
+    assert (await raw_request(port, "/", f"Origin: http://{own}", host=own)).startswith(
+        b"HTTP/1.1 403"
+    )
+    assert b'"connected"' in await raw_request(port, "/", "Origin: https://good.example")
+
+
+def few_open_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+async def test_out_of_file_descriptors_is_one_line_a_second(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
+) -> None:
+    """At the open-files limit (64 here), 300 more connections: a line a second with a
+    count (it was ~10,000 tracebacks a second), and a client already in gets every event."""
+    bridge = BridgeProcess(
+        "--host", "127.0.0.1", "--port", "0", "--redis-url", redis_server.url,
+        "--prefix", prefix, preexec=few_open_files,
+    )  # fmt: skip
+    await bridge.start()
+    processes.append(bridge)
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    sockets: list[socket.socket] = []
+    async with connect(f"ws://127.0.0.1:{port}") as ws:
+        await expect_greeting(ws)
+        try:
+            for _ in range(300):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sockets.append(sock)
+                sock.connect_ex(("127.0.0.1", port))
+            await bridge.wait_line("out of system resource")
+            started = len(bridge.lines)
+            await asyncio.sleep(3)  # what the log says over three seconds at the limit
+            lines = bridge.lines[started:]
+            for n in range(20):
+                await publish(EventType.JOB_REFRESH, f"during-{n}")
+            for n in range(20):
+                assert (await recv_json(ws))["data"] == {"jobId": f"during-{n}"}
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert len(lines) <= 8, "\n".join(lines)
+    assert "Traceback" not in bridge.output
+
+
+async def test_malformed_http_is_400_and_other_methods_405(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """Two Origin headers: 400. Pipelined requests: answered or dropped, never a traceback,
+    and the log stays short. HEAD: headers without a body. DELETE/POST: 405."""
+    bridge, port = await serving(processes, redis_server, prefix)
+    answer = await raw_request(port, "/", "Origin: https://a.example", "Origin: https://b.example")
+    assert answer.startswith(b"HTTP/1.1 400") and b"two Origin headers" in answer
+
+    async def exchange(data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        try:
+            async with asyncio.timeout(5):
+                return await reader.read()
+        finally:
+            writer.close()
+
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(50):
+        await exchange(request * 40)
+    assert "Traceback" not in bridge.output
+    assert len([line for line in bridge.lines if "Dropped" in line]) <= 5
+
+    head = await exchange(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    headers, _, body = head.partition(b"\r\n\r\n")
+    assert headers.startswith(b"HTTP/1.1 200") and b"Content-Length: " in headers
+    assert body == b""
+    for method, path in (("DELETE", "/healthz"), ("POST", "/metrics"), ("PUT", "/")):
+        answer = await exchange(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in answer
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007(
+    processes: list[BridgeProcess],
+    redis_server: RedisServer,
+    prefix: str,
+    raws: list[Raw],
+    fragmented: bool,
+) -> None:
+    """A text message that is not UTF-8, whole or in fragments, is closed with 1007."""
+    _, port = await serving(processes, redis_server, prefix)
+    raw = await Raw.open(port)
+    raws.append(raw)
+    if fragmented:
+        raw.send(1, b'{"action":', fin=False)
+        raw.send(0, b"\xff\xfe}", fin=True)
+    else:
+        raw.send(1, b"\xc0\xafhello")
+    data = b""
+    async with asyncio.timeout(5):
+        while chunk := await raw.reader.read(4096):
+            data += chunk
+    close = data[data.rindex(b"\x88") :]
+    assert int.from_bytes(close[2:4], "big") == 1007
+
+
+async def test_a_flood_of_unknown_channels_is_summed_up(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
+) -> None:
+    """20,000 messages on distinct unknown channels log a handful of lines (and a count),
+    not 20,000."""
+    bridge, _ = await serving(processes, redis_server, prefix)
+    pipe = publish.client.pipeline(transaction=False)
+    for n in range(20_000):
+        pipe.publish(f"{prefix}nope-{n}", "x")
+    await pipe.execute()
+    await asyncio.sleep(1.1)  # the next interval: its first drop reports the count
+    await publish("nope-last", "x")
+    await bridge.wait_line(r"Dropped \d+ more message")
+    dropped = [line for line in bridge.lines if "Dropped" in line]
+    assert len(dropped) <= 25, len(dropped)
+
+
+async def test_sigterm_under_load_says_1001_to_clients_that_are_behind(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
+) -> None:
+    """50 clients reading behind a flood: SIGTERM reaches each with 1001 (the close goes
+    ahead of what was queued for it), and the bridge exits 0 within 2 s."""
+    bridge, port = await serving(processes, redis_server, prefix)
+    clients = [await connect(f"ws://127.0.0.1:{port}", max_size=2**20) for _ in range(50)]
+    codes: list[int | None] = []
+
+    async def read_slowly(ws: object) -> None:
+        assert hasattr(ws, "recv")
+        try:
+            while True:
+                await ws.recv()
+                await asyncio.sleep(0.001)
+        except ConnectionClosed:
+            codes.append(ws.close_code)  # type: ignore[attr-defined]
+
+    readers = [asyncio.create_task(read_slowly(ws)) for ws in clients]
+    pipe = publish.client.pipeline(transaction=False)
+    for n in range(20_000):
+        pipe.publish(publish.channel(EventType.SINGLE_JOB_REFRESH), f"{n:05d}" + "x" * 1000)
+    await pipe.execute()
+    await asyncio.sleep(0.5)  # well behind by now: 20 MB each, read a message a millisecond
+    assert bridge.process is not None
+    started = time.monotonic()
+    bridge.process.terminate()
+    assert await bridge.wait(timeout=10) == 0
+    assert time.monotonic() - started < 2.0
+    await asyncio.wait_for(asyncio.gather(*readers), 10)
+    assert codes == [1001] * 50
+
+
+async def test_half_open_connections_count_toward_max_connections(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """Sockets that connect and say nothing count toward --max-connections: past it, a new
+    one is answered 503 at once (they could hold every file descriptor before)."""
+    _, port = await serving(processes, redis_server, prefix, "--max-connections", "5")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    try:
+        answer = await raw_request(port, "/")
+        assert answer.startswith(b"HTTP/1.1 503")
+    finally:
+        for sock in idle:
+            sock.close()
+    await wait_for(lambda: raw_request_accepted(port), what="a connection again once they are gone")
+
+
+async def raw_request_accepted(port: int) -> bool:
+    return b'"connected"' in await raw_request(port, "/")
