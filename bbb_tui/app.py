@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis.exceptions import ResponseError
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -40,6 +43,7 @@ LOG_BUSY_INTERVAL = 0.25
 #: Quit cleanly on these (the terminal restored): SIGTERM from a supervisor or `kill`,
 #: SIGHUP when the terminal goes away. (Ctrl+C is a key here, not SIGINT.)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE = 3.0
 #: The actions that write to Redis: off (and hidden) with --read-only.
 PUBLISHING_ACTIONS = frozenset({"fire", "fire_all"})
 
@@ -164,7 +168,15 @@ class BbbApp(App[None]):
         if not self.is_headless:  # a real terminal: leave it as it was found, whatever ends us
             loop = asyncio.get_running_loop()
             for sig in STOP_SIGNALS:
-                loop.add_signal_handler(sig, self.exit)
+                loop.add_signal_handler(sig, self._stop_on_signal, sig)
+
+    def _stop_on_signal(self, sig: signal.Signals) -> None:
+        """Quit as ``q`` does; if the terminal is gone and restoring it hangs (Textual's
+        writer can block on a closed terminal), leave anyway after STOP_GRACE seconds."""
+        watchdog = threading.Timer(STOP_GRACE, os._exit, args=(128 + sig,))
+        watchdog.daemon = True
+        watchdog.start()
+        self.exit()
 
     async def on_unmount(self) -> None:
         if not self.is_headless:
@@ -262,7 +274,14 @@ class BbbApp(App[None]):
     async def _publish(self, events: list[tuple[EventType, str]]) -> None:
         try:
             receivers = await self.publisher.publish(events)
-        except Exception as exc:  # any Redis or network failure: say so, break nothing
+        except ResponseError as exc:  # Redis answered, with an error
+            self.notify(
+                f"Redis at {redact(self.publisher.url)} refused it: {exc}",
+                title="Cannot publish test event",
+                severity="error",
+            )
+            return
+        except Exception as exc:  # any other Redis or network failure: say so, break nothing
             self.notify(
                 f"Redis at {redact(self.publisher.url)} is not reachable: {exc}",
                 title="Cannot publish test event",

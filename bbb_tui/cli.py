@@ -26,6 +26,7 @@ from bridge.config import (
 from bridge.delivery import MAX_BATCH_MS
 from bridge.options import Command, Option, boolean, number, parse_command, whole
 from bridge.protocol import EventType
+from bridge.sanitize import sanitize
 from bridge.subscriptions import MAX_QUEUES, connection_url
 from bridge.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
 
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args = parse(sys.argv[1:] if argv is None else argv, env)
         settings = settings_from(args)
     except ConfigError as exc:
-        print(f"bbb-tui: error: {exc}", file=sys.stderr)
+        print(f"bbb-tui: error: {sanitize(str(exc))}", file=sys.stderr)
         return 2
     if args.demo:
         return asyncio.run(run_demo(settings, args.rate, configured_redis=args.redis_url))
@@ -192,7 +193,7 @@ async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str 
             with logs_into(app):
                 await app.run_async()
     except EmbeddedRedisError as exc:
-        print(f"bbb-tui: error: {exc}", file=sys.stderr)
+        print(f"bbb-tui: error: {sanitize(str(exc))}", file=sys.stderr)
         return 1
     except (OSError, TimeoutError) as exc:
         print(f"bbb-tui: error: the demo could not start: {exc}", file=sys.stderr)

@@ -198,8 +198,8 @@ class Monitor:
         elif isinstance(message, Resync):
             self._replay = None  # what was missed is not replayed: refetch instead
             self.resyncs += 1
-            if message.reason == REDIS_RECONNECTED:
-                self.redis_down_since = None
+            if message.reason == REDIS_RECONNECTED and "down_seconds" in message.data:
+                self.redis_down_since = None  # back (a resume past an old outage says no more)
             count = self.cache.invalidate_all(self._clock())
             self._append(
                 INFO,

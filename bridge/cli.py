@@ -38,11 +38,24 @@ from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis, free_
 from bridge.logformat import formatter
 from bridge.options import Command, OneLineParser, Option, boolean, choice, number, text, whole
 from bridge.protocol import EventType
+from bridge.sanitize import sanitize
 from bridge.workload import MAX_RATE, MIN_RATE
 
 log = logging.getLogger("bridge")
 
 YEAR = 365 * 24 * 3600.0
+
+
+def ttl(raw: str) -> float:
+    """0 (no expiry, written as such), or from 1 s to 10 years: never a value that rounds
+    to "no expiry" by accident."""
+    value = number(0, 10 * YEAR)(raw)
+    if value == 0 and raw.strip() not in ("0", "0.0"):
+        raise ValueError("must be 0 (no expiry) or at least 1 second")
+    if 0 < value < 1:
+        raise ValueError("must be 0 (no expiry) or at least 1 second")
+    return value
+
 
 COMMANDS: dict[str, Command] = {
     command.name: command
@@ -118,10 +131,11 @@ COMMANDS: dict[str, Command] = {
                 auth_secret_option("the bridge's secret"),
                 Option(
                     "--ttl",
-                    "valid for this many seconds; 0 for no expiry",
-                    number(0, 10 * YEAR),
+                    "valid for this many seconds (at least 1); 0 for no expiry",
+                    ttl,
                     DEFAULT_TTL,
                     metavar="SECONDS",
+                    bad=("0.5", "1e-400", "-0", "-5"),
                 ),
                 Option("--sub", "who the token is for (its `sub` claim)", text),
             ),
@@ -188,7 +202,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         return _serve(settings_from(args), sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
-        print(f"bbb-bridge: error: {exc}", file=sys.stderr)
+        print(f"bbb-bridge: error: {sanitize(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -200,7 +214,7 @@ def _token(args: argparse.Namespace) -> int:
         raise ConfigError("token needs --auth-secret or BBB_AUTH_SECRET")
     ttl = args.ttl if args.ttl > 0 else None
     expiry = f"expires in {args.ttl:g}s" if ttl else "never expires"
-    print(f"token for {args.sub or 'any client'}; {expiry}", file=sys.stderr)
+    print(f"token for {sanitize(args.sub or 'any client')}; {expiry}", file=sys.stderr)
     print(issue_token(args.auth_secret, ttl=ttl, subject=args.sub))
     return 0
 
@@ -221,7 +235,7 @@ def _serve(settings: Settings, argv: Sequence[str]) -> int:
             return asyncio.run(_serve_workers(settings, argv, embedded is not None))
         return asyncio.run(_serve_async(settings))
     except EmbeddedRedisError as exc:
-        print(f"bbb-bridge: error: {exc}", file=sys.stderr)
+        print(f"bbb-bridge: error: {sanitize(str(exc))}", file=sys.stderr)
         return 1
     finally:
         if embedded is not None:
@@ -310,7 +324,10 @@ async def _simulate(args: argparse.Namespace) -> int:
         )
         return 0
     except (RedisError, OSError) as exc:
-        print(f"bbb-bridge: error: cannot publish to {redact(url)}: {exc}", file=sys.stderr)
+        print(
+            f"bbb-bridge: error: cannot publish to {redact(url)}: {sanitize(str(exc))}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         with contextlib.suppress(RedisError, OSError):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +38,9 @@ CLOSE_TIMEOUT = 1.0  # a closing handshake that takes longer is cut short
 #: connection's queue of whole frames, which can be dropped (on close, or when the client
 #: lags) without cutting a frame in half. So a close frame is never behind megabytes.
 TRANSPORT_HIGH = 64 * 1024
+#: ...and so is the kernel's (Linux would grow it to 4 MB on its own): what waits for a
+#: client waits where it can be dropped whole, and a close is at most this far behind.
+KERNEL_SEND_BUFFER = 256 * 1024
 #: Client frames are read at most this many a second (after a burst of twice as many):
 #: more wait in the client's own TCP buffer, so one client's pings or subscription
 #: frames cannot take the event loop from the others. --max-client-rate closes instead.
@@ -171,6 +176,10 @@ class ClientConnection(asyncio.Protocol):
             self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
             return
         transport.set_write_buffer_limits(high=TRANSPORT_HIGH, low=TRANSPORT_HIGH // 4)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         self.peer = _peer(transport.get_extra_info("peername"))
         self._timer = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
 

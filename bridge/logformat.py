@@ -1,9 +1,12 @@
-"""Log lines: text or ``--log-format json`` (one object per line), never a secret.
+"""Log lines: text or ``--log-format json`` (one object per line), never a secret, and
+never anything that acts on the terminal they are read in.
 
 Every record goes through :func:`redact` as the last step of formatting, whichever
 logger wrote it (ours, websockets' own debug log of request lines and headers,
 asyncio's) and at every level: tokens (``?token=``, ``Authorization: Bearer``, anything
-shaped like a JWT) and passwords in Redis URLs become ``***``.
+shaped like a JWT) and passwords in Redis URLs become ``***``. Text lines then go
+through the sanitizer, line by line (a Redis error, a close reason or a refusal body may
+hold escape sequences); JSON lines are ASCII, with every other character escaped.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import logging
 import os
 import re
 from datetime import UTC, datetime
+
+from bridge.sanitize import sanitize
 
 _SECRETS = [
     (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "***"),  # a JWT
@@ -36,7 +41,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = redact(super().format(record))
+        return "\n".join(sanitize(line) for line in text.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             entry["worker"] = int(worker) if worker.isdigit() else worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry)  # ASCII: nothing in it can act on a terminal
 
 
 def formatter(kind: str) -> logging.Formatter:

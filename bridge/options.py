@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+_DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _VARIABLE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
 
 
@@ -115,17 +116,15 @@ class whole:
     high: int
 
     def __call__(self, raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = None
+        text = raw.strip()
+        value = int(text) if re.fullmatch(r"-?[0-9]+", text) else None  # ASCII digits only
         if value is None or not self.low <= value <= self.high:
             raise ValueError(f"must be a whole number from {self.low:,} to {self.high:,}")
         return value
 
     @property
     def bad(self) -> tuple[str, ...]:
-        return str(self.low - 1), str(self.high + 1), "1.5", "many"
+        return str(self.low - 1), str(self.high + 1), "1.5", "many", "\u0663", "1_0", "+5"
 
 
 @dataclass(frozen=True)
@@ -136,17 +135,15 @@ class number:
     high: float
 
     def __call__(self, raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = math.nan
+        text = raw.strip()
+        value = float(text) if _DECIMAL.fullmatch(text) else math.nan  # no nan, inf, 1_0
         if not (math.isfinite(value) and self.low <= value <= self.high):
             raise ValueError(f"must be a number from {_shown(self.low)} to {_shown(self.high)}")
         return value
 
     @property
     def bad(self) -> tuple[str, ...]:
-        return f"{self.low - 1:g}", f"{self.high * 2 + 1:g}", "nan", "inf", "fast"
+        return f"{self.low - 1:g}", f"{self.high * 2 + 1:g}", "nan", "inf", "fast", "\uff15"
 
 
 def _shown(value: float) -> str:
@@ -261,11 +258,17 @@ def _items(option: Option, raw: Any) -> Any:
 
 
 def _from_env(option: Option, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(the variable, its value) for ``option``; an empty variable counts as unset, one that
+    holds only spaces is a mistake (a secret that is blanks must not mean "no secret")."""
+    for name in option.env:
+        raw = environ.get(name)
+        if raw and not raw.strip():
+            raise ConfigError(f"{name}: is blank (unset it, or give it a value)")
     if option.env_reader is not None:
         return option.env_reader(environ)
     for name in option.env:
         raw = environ.get(name)
-        if raw is not None and raw.strip():
+        if raw:
             return name, raw
     return None
 

@@ -13,7 +13,12 @@ that does something other than occupy cells is replaced by a visible escape
   cannot even be encoded for the terminal) and Cn (unassigned: no one knows their
   width);
 - variation selectors, which widen or narrow the character before them in some
-  terminals and not in others, so a row that measures right here is wrong there.
+  terminals and not in others, so a row that measures right here is wrong there;
+- characters whose width Rich (which lays out every Textual screen) and the usual
+  terminal rule (East Asian Wide/Fullwidth: 2, combining: 0, else 1; glibc's and
+  tmux's) disagree on: spacing vowel signs such as Devanagari U+093E, emoji skin-tone
+  modifiers, Hangul fillers, some symbols. Shown raw, each would shift the rest of its
+  row by a cell in one or the other.
 
 What remains has a known width per character, so text can be cut and padded by
 terminal cells (:func:`fit`), never by code points; escapes are never cut in half.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Literal
 
 from rich.cells import get_character_cell_size
@@ -40,10 +46,20 @@ def _is_variation_selector(code: int) -> bool:
     return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
 
 
+@lru_cache(maxsize=4096)
 def is_forbidden(char: str) -> bool:
     """Whether one character must never reach the terminal as it is."""
-    code = ord(char)
-    return unicodedata.category(char) in FORBIDDEN_CATEGORIES or _is_variation_selector(code)
+    category = unicodedata.category(char)
+    if category in FORBIDDEN_CATEGORIES or _is_variation_selector(ord(char)):
+        return True
+    return char >= "\u0300" and get_character_cell_size(char) != _usual_width(char, category)
+
+
+def _usual_width(char: str, category: str) -> int:
+    """The width most terminals give a character (wcwidth's rule, ambiguous as narrow)."""
+    if category in ("Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
 def escape(char: str) -> str:
@@ -59,18 +75,12 @@ def escape(char: str) -> str:
 def sanitize(text: str) -> str:
     """``text`` with every forbidden character replaced by its visible escape.
 
-    Idempotent (an escape is printable ASCII), and cheap for the common case: a
-    printable string that holds no variation selector is returned as it is.
+    Idempotent (an escape is printable ASCII), and cheap for the common case: printable
+    ASCII is returned as it is, in C.
     """
-    if text.isprintable() and not _has_selector(text):
-        return text  # str.isprintable() is False for every forbidden category
+    if text.isascii() and text.isprintable():
+        return text
     return "".join(escape(c) if is_forbidden(c) else c for c in text)
-
-
-def _has_selector(text: str) -> bool:
-    if text.isascii():
-        return False
-    return any(_is_variation_selector(ord(c)) for c in text)
 
 
 def cells(text: str) -> int:

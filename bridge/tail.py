@@ -27,8 +27,9 @@ def as_json_line(frame: str | bytes) -> str | None:
     the line decodes to the same message and never acts on the terminal.
     """
     try:
-        line = json.dumps(json.loads(frame), ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, RecursionError):
+        message = json.loads(frame)
+        line = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (ValueError, RecursionError):  # not JSON, or NaN/Infinity (not JSON either)
         return None
     if line.isprintable() and line.isascii():
         return line

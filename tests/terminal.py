@@ -78,6 +78,7 @@ class Terminal:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
+            preexec_fn=_controlling_terminal,
             env=environ,
             cwd=ROOT,
         )
@@ -168,6 +169,19 @@ class Terminal:
                 problems.append(f"row {y}: {self.lines[y]!r}")
         return problems
 
+    def stop_reading(self) -> None:
+        """The terminal stops taking output (frozen, or going away): writes to it block."""
+        if self._master >= 0:
+            asyncio.get_running_loop().remove_reader(self._master)
+
+    def hang_up(self) -> None:
+        """The terminal goes away (its window closed): the kernel sends the program SIGHUP,
+        and its reads and writes fail."""
+        self.stop_reading()
+        if self._master >= 0:
+            os.close(self._master)
+            self._master = -1
+
     async def close(self) -> int | None:
         """Kill the program if it still runs (clean-up; safe to call twice)."""
         if self.process is not None and self.process.poll() is None:
@@ -178,6 +192,12 @@ class Terminal:
             os.close(self._master)
             self._master = -1
         return None if self.process is None else self.process.returncode
+
+
+def _controlling_terminal() -> None:  # in the child, after setsid()
+    """Make the pseudo-terminal the program's own, as a terminal emulator does: closing it
+    then sends SIGHUP, as closing a window would."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def bbb_tui(*args: str) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.fanout import start_clients
@@ -386,34 +386,34 @@ async def test_a_flood_of_unknown_channels_is_summed_up(
 async def test_sigterm_under_load_says_1001_to_clients_that_are_behind(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
 ) -> None:
-    """50 clients reading behind a flood: SIGTERM reaches each with 1001 (the close goes
-    ahead of what was queued for it), and the bridge exits 0 within 2 s."""
+    """20 clients reading at about 2 MB/s, far behind a flood: SIGTERM reaches each with 1001
+    (the close goes ahead of what was queued for it; before, megabytes were ahead of it and
+    they got 1006), and the bridge exits 0 within 2 s."""
     bridge, port = await serving(processes, redis_server, prefix)
-    clients = [await connect(f"ws://127.0.0.1:{port}", max_size=2**20) for _ in range(50)]
+    clients = [await connect(f"ws://127.0.0.1:{port}", max_size=2**20) for _ in range(20)]
     codes: list[int | None] = []
 
-    async def read_slowly(ws: object) -> None:
-        assert hasattr(ws, "recv")
+    async def read_slowly(ws: ClientConnection) -> None:
         try:
             while True:
                 await ws.recv()
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.005)  # 10 KB messages: about 2 MB/s
         except ConnectionClosed:
-            codes.append(ws.close_code)  # type: ignore[attr-defined]
+            codes.append(ws.close_code)
 
     readers = [asyncio.create_task(read_slowly(ws)) for ws in clients]
     pipe = publish.client.pipeline(transaction=False)
-    for n in range(20_000):
-        pipe.publish(publish.channel(EventType.SINGLE_JOB_REFRESH), f"{n:05d}" + "x" * 1000)
+    for n in range(3000):
+        pipe.publish(publish.channel(EventType.SINGLE_JOB_REFRESH), f"{n:05d}" + "x" * 10_000)
     await pipe.execute()
-    await asyncio.sleep(0.5)  # well behind by now: 20 MB each, read a message a millisecond
+    await asyncio.sleep(0.5)  # far behind by now: 30 MB each
     assert bridge.process is not None
     started = time.monotonic()
     bridge.process.terminate()
     assert await bridge.wait(timeout=10) == 0
-    assert time.monotonic() - started < 2.0
+    elapsed = time.monotonic() - started
     await asyncio.wait_for(asyncio.gather(*readers), 10)
-    assert codes == [1001] * 50
+    assert (codes, elapsed < 2.0) == ([1001] * 20, True), (codes, elapsed)
 
 
 async def test_half_open_connections_count_toward_max_connections(

@@ -268,8 +268,8 @@ async def test_tail_count_leaves_at_once_under_a_flood(
 async def test_tail_reads_its_token_file_before_each_attempt(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, tmp_path: Path
 ) -> None:
-    """`tail --token-file`: a missing file is retried (and said), a file with a good token
-    connects."""
+    """`tail --token-file`: a missing file, or one that is not text, is retried (and said); a
+    file with a good token connects."""
     secret = "tail-test-secret-0123456789-abcdefghijk"
     bridge = await start_bridge(redis_server.url, prefix, auth_secret=secret)
     token_file = tmp_path / "token"
@@ -279,6 +279,8 @@ async def test_tail_reads_its_token_file_before_each_attempt(
             "--token-file", str(token_file),
         )  # fmt: skip
         await tail.wait_line("cannot read the token file")
+        token_file.write_bytes(b"\xff\xfe")  # rotated into garbage: said, not a traceback
+        await tail.wait_line("is not text", timeout=20)
         token_file.write_text(issue_token(secret) + "\n")
         assert await tail.wait(timeout=20) == 0
         assert json.loads(tail.stdout_lines[0]) == GREETING

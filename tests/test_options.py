@@ -10,7 +10,7 @@ import pytest
 import bbb_tui.cli
 import bridge.cli
 import bridge.tail
-from bridge.config import SERVE_OPTIONS, Settings, settings_from
+from bridge.config import SERVE_OPTIONS, Settings, redis_url_from_env, settings_from
 from bridge.options import Command, Option
 from scripts import readme
 from tests.helpers import run
@@ -174,3 +174,29 @@ def test_the_readme_tables_are_the_option_tables() -> None:
     text = readme.README.read_text()
     assert readme.blocks(text) == list(readme.TABLES)
     assert readme.render(text) == text, "README.md is stale: run 'make readme'"
+
+
+@pytest.mark.parametrize(
+    "environ,message",
+    [
+        ({"BBB_AUTH_SECRET": "     "}, "BBB_AUTH_SECRET: is blank"),
+        ({"BBB_MAX_PAYLOAD": " "}, "BBB_MAX_PAYLOAD: is blank"),
+        ({"REDIS_URL": "  "}, "REDIS_URL: is blank"),
+        ({"REDIS_HOST": "evil@h"}, "REDIS_HOST: must be a host name"),
+        ({"REDIS_HOST": "h/x"}, "REDIS_HOST: must be a host name"),
+    ],
+)
+def test_a_blank_or_odd_variable_is_a_mistake_not_unset(
+    environ: dict[str, str], message: str, nothing_runs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A variable of blanks is refused (a blank secret must not mean "no auth"), as is a
+    REDIS_HOST that would change the URL around it; an empty variable still means unset."""
+    assert bridge.cli.main([], environ=environ) == 2
+    assert message in capsys.readouterr().err
+    empty = {name: "" for name in environ}
+    assert bridge.cli.settings_from(bridge.cli.parse([], empty)) == Settings()
+
+
+def test_an_ipv6_redis_host_gets_its_brackets() -> None:
+    """REDIS_HOST=::1 is an address, written [::1] in the URL."""
+    assert redis_url_from_env({"REDIS_HOST": "::1"}) == "redis://[::1]:6379"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
+from bridge.logformat import formatter
 from bridge.sanitize import ELLIPSIS, ESCAPE, cells, fit, is_forbidden, sanitize
 from bridge.tail import as_json_line
 
@@ -136,3 +138,19 @@ def test_tail_lines_are_the_same_json_and_safe_on_a_terminal(text: str) -> None:
     assert json.loads(line) == json.loads(frame)
     assert not any(is_forbidden(c) for c in line)
     line.encode("utf-8")
+
+
+def test_tail_refuses_what_json_cannot_hold() -> None:
+    """NaN and Infinity from a hostile bridge are not JSON: tail reports them as unparsable."""
+    assert as_json_line('{"type":"x","data":{"v":NaN}}') is None
+    assert as_json_line('{"type":"x","data":{"v":-Infinity}}') is None
+
+
+def test_log_lines_are_sanitized_line_by_line() -> None:
+    """A log message holding escape sequences (a Redis error, a close reason) is written
+    escaped; a traceback keeps its lines."""
+    record = logging.LogRecord("x", logging.WARNING, "", 0, "got %s", ("\x1b]0;t\x07\u202e",), None)
+    text = formatter("text").format(record)
+    assert "\\x1b]0;t\\x07\\u202e" in text and not any(is_forbidden(c) for c in text)
+    assert json.loads(formatter("json").format(record))["message"] == "got \x1b]0;t\x07\u202e"
+    assert formatter("json").format(record).isascii()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -50,6 +51,10 @@ HOSTILE = [
     "zw\u200b\u200d\ufeffj",
     "import-2026-12-01-batch-000000000001",
     "import-2026-12-01-batch-000000000002",
+    # Widths that Rich and terminals disagree on: a spacing vowel sign, skin tones, a symbol.
+    "\u0915\u093e\u092e-" * 12,
+    "deploy-" + "\U0001f44d\U0001f3fd" * 12,
+    "\u2630" * 30,
 ]
 TYPES = (
     EventType.QUEUE_REFRESH,  # queues/table, queues/stats data
@@ -179,7 +184,7 @@ async def test_a_hostile_bridge_and_redis_never_reach_the_terminal(
         await terminal.wait_for_text("refused: HTTP 401", timeout=20)
         await terminal.wait_for_text("closed by the bridge (4000")
         terminal.type("1")  # publish: the 'Redis' answers with its hostile error
-        await terminal.wait_for_text("not reachable")
+        await terminal.wait_for_text("refused it")
         assert_terminal_untouched(terminal)
         assert "\\x1b]0;pwned" in terminal.text
     finally:
@@ -211,3 +216,46 @@ async def test_the_demo_at_full_speed_quits_at_once_and_restores_the_terminal(
     code = await asyncio.wait_for(asyncio.to_thread(terminal.process.wait), 5)
     assert code == 0
     await terminal.wait_for(lambda: terminal.left_alternate_screen, "the screen restored", 5)
+
+
+async def test_the_tail_command_writes_nothing_raw_either(terminals: list[Terminal]) -> None:
+    """`bbb-bridge tail` against the hostile bridge: its status lines (a close reason, a
+    refusal body) reach the terminal escaped, like everything else."""
+    bridge_server, bridge_port = await hostile_bridge()
+    try:
+        terminal = Terminal(
+            [sys.executable, "-m", "bridge", "tail", "--url", f"ws://127.0.0.1:{bridge_port}"]
+        ).start()
+        terminals.append(terminal)
+        await terminal.wait_for(
+            lambda: terminal.process is not None and terminal.process.poll() is not None,
+            "tail to give up on the 401",
+            30,
+        )
+        assert "refused the connection: HTTP 401" in terminal.text
+        assert_terminal_untouched(terminal)
+        assert "\\x1b]0;pwned" in terminal.text
+    finally:
+        bridge_server.close()
+
+
+async def test_a_closed_terminal_never_leaves_the_tui_running(
+    redis_server: RedisServer, prefix: str, terminals: list[Terminal]
+) -> None:
+    """The terminal goes away (SIGHUP) while the demo floods the screen: the TUI exits. (It
+    could hang for good in Textual's writer, restoring a terminal that is gone, now and
+    then: twice here.)"""
+    for _ in range(2):
+        terminal = await start(
+            terminals, "--demo", "--rate", "20000",
+            "--redis-url", redis_server.url, "--prefix", prefix,
+        )  # fmt: skip
+        await terminal.wait_for_text("connected", timeout=30)
+        await terminal.wait_for(
+            lambda t=terminal: events_shown(t) > 2000, "thousands of events", 20
+        )
+        assert terminal.process is not None
+        terminal.stop_reading()  # as a closing terminal does first: the app's writes block
+        await asyncio.sleep(1)
+        terminal.hang_up()
+        await asyncio.wait_for(asyncio.to_thread(terminal.process.wait), 10)

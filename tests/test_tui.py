@@ -178,8 +178,8 @@ async def test_a_redis_outage_behind_the_bridge_is_shown_until_it_is_over(
     own_redis: RedisServer, prefix: str
 ) -> None:
     """Redis killed behind the bridge: 'connected · Redis down Ns' in amber while it is down;
-    back: the resync clears it and every key is refetched. Started during the outage, the
-    session says so."""
+    back: the resync clears it and every key is refetched. Started during the outage, or
+    resuming from before an earlier one, the TUI still shows it."""
     bridge = await start_bridge(own_redis.url, prefix)
     app = make_app(bridge.port, own_redis.url, prefix)
     late = make_app(bridge.port, own_redis.url, prefix)
@@ -203,6 +203,18 @@ async def test_a_redis_outage_behind_the_bridge_is_shown_until_it_is_over(
             await wait_for(lambda: "Redis down" not in status_line(app), 10, what="cleared")
             assert "redis-reconnected" in log_text(app)
             await wait_for(lambda: app.cache.queries[BASE_KEYS[0]].invalidations > before)
+            # A second outage, and a reconnect that resumes from before the first one: the
+            # bridge says "down" (session) and "events were missed" (a resync without
+            # down_seconds), which must not read as "back".
+            own_redis.kill()
+            await wait_for(lambda: "Redis down" in status_line(app), 5, what="down again")
+            app.client.reconnect_now()
+            await wait_for(lambda: app.status.connections == 2, 5, what="reconnected")
+            await wait_for(lambda: log_text(app).count("(redis-reconnected)") == 2)
+            app.flush(force=True)
+            assert "Redis down" in status_line(app)
+            own_redis.start()
+            await wait_for(lambda: "Redis down" not in status_line(app), 10, what="cleared")
     finally:
         await bridge.stop()
 
@@ -381,7 +393,8 @@ async def test_after_a_refusal_r_tries_again_and_t_takes_a_new_token(
 async def test_a_token_file_is_read_before_every_attempt(
     redis_server: RedisServer, prefix: str, tmp_path: Path
 ) -> None:
-    """--token-file: a missing file is said and retried; once it holds a token, connected."""
+    """--token-file: a missing file, or one that is not text, is said and retried; once it
+    holds a token, connected."""
     secret = "tui-test-secret-0123456789-abcdefghijk"
     bridge = await start_bridge(redis_server.url, prefix, auth_secret=secret)
     token_file = tmp_path / "token"
@@ -393,6 +406,9 @@ async def test_a_token_file_is_read_before_every_attempt(
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(lambda: "cannot read the token file" in status_line(app), 10)
+            token_file.write_bytes(b"\xff\xfe")  # rotated into garbage: said, no traceback
+            await pilot.press("r")
+            await wait_for(lambda: "is not text" in status_line(app), 10)
             token_file.write_text(issue_token(secret, ttl=60))
             await pilot.press("r")
             await connected(app)
