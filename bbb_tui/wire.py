@@ -22,7 +22,7 @@ from websockets.uri import parse_uri
 
 from bridge.connection import keep_alive, pump
 from bridge.sanitize import fit
-from bridge.wsframes import split_frames
+from bridge.wsframes import FrameSplitter
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
 IDLE_PING = 20.0
@@ -63,7 +63,7 @@ class WireConnection(asyncio.Protocol):
         self._on_frames = on_frames
         self._on_open = on_open
         self._transport: asyncio.Transport | None = None
-        self._max_size = max_size
+        self._splitter = FrameSplitter(max_size)
         self._pending = b""  # bytes of an incomplete frame
         self._fragments: list[bytes] = []
         self._fragment_text = False
@@ -108,13 +108,15 @@ class WireConnection(asyncio.Protocol):
             if not self._open():
                 self._feed_protocol(pending, messages)  # a refusal (and its body)
                 pending = b""
-        frames, used = split_frames(pending, self._max_size)
+        frames, used = self._splitter.split(pending)
         self._pending = pending[used:]
         for fast, chunk in frames:
             if fast:
                 messages.append(chunk.decode("utf-8", errors="replace"))
             else:
                 self._feed_protocol(chunk, messages)
+                if self.protocol.state is not State.OPEN:
+                    break  # failed or closing: what follows is not for us
         if messages:
             self._on_frames(messages)  # one call per network read, not per message
 

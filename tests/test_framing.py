@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
+from websockets.utils import accept_key
 
-from bridge.wsframes import split_frames, text_frame, text_frames
+from bbb_tui.wire import WireConnection
+from bridge.wsframes import FrameSplitter, text_frame, text_frames
 
 MAX = 1 << 20
 
@@ -17,48 +22,119 @@ def server_frame(opcode: Opcode, payload: bytes, fin: bool = True) -> bytes:
     return Frame(opcode, payload, fin).serialize(mask=False)
 
 
-def messages_via_splitter(chunks: list[bytes]) -> list[bytes]:
-    """Feed chunks through split_frames, sending non-fast frames to a real protocol."""
-    protocol = Protocol(Side.CLIENT, state=State.OPEN, max_size=MAX)
-    pending, out = b"", []
+class FakeTransport(asyncio.Transport):
+    """Just enough of an asyncio.Transport for a WireConnection fed by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.closing = True
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def handshake_response(request: bytes) -> bytes:
+    key = re.search(rb"Sec-WebSocket-Key: (\S+)", request)
+    assert key is not None
+    accept = accept_key(key.group(1).decode()).encode()
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+async def messages_via_wire(chunks: list[bytes]) -> list[str | bytes]:
+    """What the TUI's own connection hands on, fed the stream in these reads."""
+    out: list[str | bytes] = []
+    connection = WireConnection("ws://bridge/", out.extend, max_size=MAX)
+    transport = FakeTransport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.data_received(handshake_response(transport.written))
     for chunk in chunks:
-        pending += chunk
-        frames, used = split_frames(pending, MAX)
-        pending = pending[used:]
-        for fast, data in frames:
-            if fast:
-                out.append(data)
-            else:
-                protocol.receive_data(data)
-                out.extend(
-                    bytes(e.data) for e in protocol.events_received() if e.opcode is Opcode.TEXT
-                )
-    assert pending == b""
+        connection.data_received(chunk)
     return out
 
 
-frame_strategy = st.one_of(
-    st.binary(max_size=300).map(lambda p: (Opcode.TEXT, p)),
-    st.binary(max_size=70_000).map(lambda p: (Opcode.TEXT, p)),
-    st.binary(max_size=100).map(lambda p: (Opcode.PING, p)),
-    st.binary(max_size=100).map(lambda p: (Opcode.BINARY, p)),
+def messages_via_websockets(stream: bytes) -> list[str | bytes]:
+    """What websockets' own protocol makes of the same stream, up to a protocol error:
+    text messages as text, binary ones as bytes."""
+    protocol = Protocol(Side.CLIENT, state=State.OPEN, max_size=MAX)
+    protocol.receive_data(stream)
+    out: list[str | bytes] = []
+    parts: list[tuple[Opcode, bytes]] = []
+    for event in protocol.events_received():
+        if event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            parts.append((event.opcode, bytes(event.data)))
+            if event.fin:
+                data = b"".join(p for _, p in parts)
+                out.append(data.decode(errors="replace") if parts[0][0] is Opcode.TEXT else data)
+                parts = []
+    return out
+
+
+def fragmented(parts: list[bytes], extra: list[tuple[Opcode, bytes, bool]]) -> list[Frame3]:
+    """A text message in fragments, with ``extra`` frames after the first one."""
+    frames = [
+        (Opcode.TEXT if n == 0 else Opcode.CONT, part, n == len(parts) - 1)
+        for n, part in enumerate(parts)
+    ]
+    return frames[:1] + extra + frames[1:]
+
+
+Frame3 = tuple[Opcode, bytes, bool]
+# A message: a final text frame, a binary one, a ping, or a text message in fragments
+# (with, now and then, a ping between them, or a stray final text frame: a protocol error).
+message_strategy = st.one_of(
+    st.text(max_size=300).map(lambda t: [(Opcode.TEXT, t.encode(), True)]),
+    st.binary(max_size=70_000).map(lambda p: [(Opcode.TEXT, p, True)]),
+    st.binary(max_size=100).map(lambda p: [(Opcode.PING, p, True)]),
+    st.binary(max_size=100).map(lambda p: [(Opcode.BINARY, p, True)]),
+    st.builds(
+        fragmented,
+        st.lists(st.text(max_size=50).map(str.encode), min_size=2, max_size=4),
+        st.sampled_from([[], [(Opcode.PING, b"p", True)], [(Opcode.TEXT, b"stray", True)]]),
+    ),
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(frame_strategy, max_size=8), st.lists(st.integers(1, 5000), max_size=20))
-def test_any_chunking_yields_every_text_payload_in_order(
-    frames: list[tuple[Opcode, bytes]], cuts: list[int]
+@settings(max_examples=80, deadline=None)
+@given(st.lists(message_strategy, max_size=8), st.lists(st.integers(1, 5000), max_size=20))
+async def test_any_chunking_yields_what_websockets_reads(
+    messages: list[list[Frame3]], cuts: list[int]
 ) -> None:
-    """However the stream is cut into reads, every text frame comes out once, in order."""
-    stream = b"".join(server_frame(op, p) for op, p in frames)
+    """However the stream is cut into reads, the TUI's connection hands on exactly the
+    messages websockets' own protocol reads, in order: fragments assembled, and nothing
+    after a protocol error (a final text frame inside a fragmented message)."""
+    frames = [frame for message in messages for frame in message]
+    stream = b"".join(server_frame(op, payload, fin) for op, payload, fin in frames)
     chunks, pos = [], 0
     for cut in cuts:
         chunks.append(stream[pos : pos + cut])
         pos += cut
     chunks.append(stream[pos:])
-    expected = [p for op, p in frames if op is Opcode.TEXT]
-    assert messages_via_splitter(chunks) == expected
+    assert await messages_via_wire(chunks) == messages_via_websockets(stream)
 
 
 def test_control_and_odd_frames_go_to_the_protocol() -> None:
@@ -69,7 +145,7 @@ def test_control_and_odd_frames_go_to_the_protocol() -> None:
         server_frame(Opcode.TEXT, b"part", fin=False),
         Frame(Opcode.TEXT, b"masked").serialize(mask=True),
     ]
-    frames, used = split_frames(b"".join(raw), MAX)
+    frames, used = FrameSplitter(MAX).split(b"".join(raw))
     assert used == sum(map(len, raw))
     assert frames == [(False, r) for r in raw]
 
@@ -77,7 +153,7 @@ def test_control_and_odd_frames_go_to_the_protocol() -> None:
 def test_incomplete_frame_stays_in_the_buffer() -> None:
     """A frame cut short is not consumed; the complete ones before it are."""
     whole = server_frame(Opcode.TEXT, b"a" * 200)
-    frames, used = split_frames(whole + whole[:-1], MAX)
+    frames, used = FrameSplitter(MAX).split(whole + whole[:-1])
     assert frames == [(True, b"a" * 200)]
     assert used == len(whole)
 
@@ -85,7 +161,7 @@ def test_incomplete_frame_stays_in_the_buffer() -> None:
 def test_oversized_frame_is_handed_on_at_its_header() -> None:
     """A frame above the size limit goes to the protocol at once (which closes with 1009)."""
     big = server_frame(Opcode.TEXT, b"z" * 2000)
-    frames, used = split_frames(big[:10], 1000)
+    frames, used = FrameSplitter(1000).split(big[:10])
     assert frames == [(False, big[:10])]
     assert used == 10
 

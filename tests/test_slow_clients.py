@@ -14,7 +14,7 @@ from bench.fanout import Clients, start_clients
 from bridge.embedded import RedisServer
 from bridge.protocol import EventType
 from bridge.server import Bridge
-from bridge.wsframes import split_frames
+from bridge.wsframes import FrameSplitter
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, run_bridge, start_bridge
 from tests.helpers import BridgeProcess, rss_bytes, wait_for
 
@@ -50,7 +50,7 @@ class Lazy(asyncio.Protocol):
 
     def messages(self) -> list[bytes]:
         body = self.data[self.data.index(b"\r\n\r\n") + 4 :]
-        frames, _ = split_frames(body, 1 << 20)
+        frames, _ = FrameSplitter(1 << 20).split(body)
         return [payload for fast, payload in frames if fast]
 
 
