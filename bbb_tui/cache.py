@@ -1,6 +1,6 @@
 """A simulated React Query cache, pure and driven by the caller's clock.
 
-It behaves as the web client's cache does (PROTOCOL.md section 3): invalidating a key
+It behaves as the web client's cache does (docs/protocol.md section 3): invalidating a key
 (a prefix match) marks it stale and, since every query here is in use, refetches it;
 an invalidation that arrives while a fetch is in flight cancels that fetch and starts
 a new one, so a burst costs one refetch, not one per event. A fetch completes after a

@@ -1,4 +1,4 @@
-"""The wire contract (../shared/PROTOCOL.md), as pure functions and tables.
+"""The wire contract (docs/protocol.md), as pure functions and tables.
 
 No I/O and no imports of redis, websockets or textual: both the bridge and the
 terminal client build on this module, and nothing else names a channel or a
@@ -36,7 +36,7 @@ class EventType(StrEnum):
     JOB_LOG_REFRESH = "job-log-refresh"
 
 
-#: The ``data`` field that carries the Redis payload, per type (PROTOCOL.md section 2).
+#: The ``data`` field that carries the Redis payload, per type (docs/protocol.md section 1).
 DATA_FIELD: dict[EventType, str] = {
     EventType.JOB_REFRESH: "jobId",
     EventType.QUEUE_REFRESH: "queueName",
