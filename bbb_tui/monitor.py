@@ -26,6 +26,7 @@ from bridge.protocol import (
     Message,
     RedisDown,
     ResumePoint,
+    ResumeTracker,
     Resync,
     Session,
     Unknown,
@@ -124,8 +125,7 @@ class Monitor:
         self.resyncs = 0  # gaps the bridge announced
         self.replayed = 0  # missed events the bridge replayed after a reconnect
         # Where this client stands in the bridge's numbering, to resume from after a drop.
-        self.epoch: str | None = None
-        self.last_seq: int | None = None
+        self.position = ResumeTracker()
         self._reconnected = False  # connected again: a session (resume) or a refetch is due
         self._greeted = False  # the greeting came; the session must come in the same read
         self._replay: tuple[int, int] | None = None  # (first, last) seq being replayed
@@ -184,7 +184,7 @@ class Monitor:
         if self.paused:
             self.held += events
         if last is not None and last.seq is not None:
-            self.last_seq = last.seq
+            self.position.advance(last.seq)
 
     def _other(self, message: Message) -> None:
         if isinstance(message, Greeting):
@@ -225,9 +225,7 @@ class Monitor:
 
     def resume_point(self) -> ResumePoint | None:
         """Where to resume from (``?since=&epoch=``), once a bridge has said where we are."""
-        if self.epoch is None or self.last_seq is None:
-            return None
-        return ResumePoint(self.last_seq, self.epoch)
+        return self.position.point
 
     def _on_session(self, session: Session) -> None:
         self._greeted = False
@@ -248,7 +246,7 @@ class Monitor:
         if not self._reconnected:
             self._append(INFO, f"session {clean(session.epoch, 40)}, at event #{session.seq:,}")
         self._reconnected = False
-        self.epoch, self.last_seq = session.epoch, session.seq
+        self.position.observe(session)
 
     def _refetch_all(self, why: str) -> None:
         count = self.cache.invalidate_all(self._clock())
@@ -261,9 +259,10 @@ class Monitor:
             if self._reconnected:
                 self._reconnected = False
                 self._refetch_all("reconnected to a bridge that does not replay")
-        if self._replay is not None and self.last_seq is not None:
+        last_seq = self.position.last_seq
+        if self._replay is not None and last_seq is not None:
             first, last = self._replay
-            if self.last_seq >= last:
+            if last_seq >= last:
                 self._replay = None
                 self.replayed += last - first + 1
                 self._append(

@@ -389,3 +389,40 @@ def _seconds(value: object) -> float:
 def _is_seq(value: object) -> TypeGuard[int]:
     """A sequence number as the bridge sends it: a non-negative int (not a bool)."""
     return type(value) is int and 0 <= value < 10**18
+
+
+class ResumeTracker:
+    """Where a client stands in the bridge's numbering, to resume from after a drop.
+
+    Feed it every message (:meth:`observe`), or the last event's ``seq`` of a read
+    (:meth:`advance`); :attr:`point` is then the ``?since=&epoch=`` to reconnect with,
+    or None before any session. The TUI, ``bbb-bridge tail`` and the page (in its own
+    JavaScript) keep the same books.
+    """
+
+    __slots__ = ("epoch", "last_seq")
+
+    def __init__(self) -> None:
+        self.epoch: str | None = None
+        self.last_seq: int | None = None
+
+    @property
+    def point(self) -> ResumePoint | None:
+        if self.epoch is None or self.last_seq is None:
+            return None
+        return ResumePoint(self.last_seq, self.epoch)
+
+    def observe(self, message: Message) -> None:
+        """A session says where a connection starts; an event moves the point on."""
+        if type(message) is Event:
+            if message.seq is not None:
+                self.last_seq = message.seq
+        elif isinstance(message, Session):
+            self.epoch, self.last_seq = message.epoch, message.seq
+        elif isinstance(message, Batch):
+            for item in message.messages:
+                self.observe(item)
+
+    def advance(self, seq: int) -> None:
+        """The last event of a read carried ``seq`` (the hot path's shortcut)."""
+        self.last_seq = seq

@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, W
 
 from bridge.backoff import Backoff
 from bridge.config import read_token_file
-from bridge.protocol import Batch, Event, Message, ResumePoint, Session, parse_frame, with_resume
+from bridge.protocol import ResumeTracker, parse_frame, with_resume
 from bridge.sanitize import is_forbidden
 
 log = logging.getLogger("bridge.tail")
@@ -44,18 +44,6 @@ def _json_escape(char: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-def advance(resume: ResumePoint | None, message: Message) -> ResumePoint | None:
-    """Where to resume from after ``message`` (a batch: after its last event)."""
-    if isinstance(message, Session):
-        return ResumePoint(message.seq, message.epoch)
-    if isinstance(message, Event) and message.seq is not None and resume is not None:
-        return resume._replace(since=message.seq)
-    if isinstance(message, Batch):
-        for item in message.messages:
-            resume = advance(resume, item)
-    return resume
-
-
 #: Refusals that retrying cannot fix: the token or the origin is wrong.
 PERMANENT = {401: "unauthorized", 403: "forbidden"}
 #: On leaving (--count reached), how long to wait for the bridge to answer the close.
@@ -77,8 +65,9 @@ async def tail(
     """
     backoff = Backoff(base=0.5, cap=30.0)
     received = 0
-    resume: ResumePoint | None = None
+    tracker = ResumeTracker()
     while True:
+        resume = tracker.point
         try:
             if token_file is not None:
                 token = await asyncio.to_thread(read_token_file, token_file)
@@ -97,7 +86,7 @@ async def tail(
                     if line is None:
                         log.warning("Unparsable message: %r", frame[:200])
                         continue
-                    resume = advance(resume, parse_frame(frame))
+                    tracker.observe(parse_frame(frame))
                     print(line, file=out, flush=True)
                     received += 1
                     if count and received >= count:

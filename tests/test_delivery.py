@@ -164,7 +164,7 @@ def test_the_tui_reads_batches_as_their_events() -> None:
         '{"type":"queue-refresh","data":{"queueName":"q"},"seq":8}]'
     )
     monitor.feed_many([batch, "[not json"])
-    assert monitor.events == 2 and monitor.last_seq == 8
+    assert monitor.events == 2 and monitor.position.last_seq == 8
     assert monitor.by_type["job-refresh"] == 1 and monitor.by_type["queue-refresh"] == 1
     assert monitor.by_type["malformed"] == 1
     assert monitor.received == 3  # two messages, and the broken frame

@@ -18,6 +18,8 @@ from bridge.protocol import (
     Greeting,
     Malformed,
     Message,
+    ResumePoint,
+    ResumeTracker,
     Resync,
     Unknown,
     channel_table,
@@ -209,3 +211,56 @@ def test_numbered_batches_match_one_by_one_encoding(
             {DATA_FIELD[event_type]: decode_payload(payload)},
             last_seq + n,
         )
+
+
+TRACKED: list[tuple[str, list[str], tuple[int, str] | None]] = [
+    ("nothing yet", [], None),
+    ("a greeting alone", ['{"type":"job-refresh","data":{"id":"connected"}}'], None),
+    ("a session", ['{"type":"session","data":{"epoch":"e1","seq":4}}'], (4, "e1")),
+    (
+        "events after it",
+        [
+            '{"type":"session","data":{"epoch":"e1","seq":4}}',
+            '{"type":"job-refresh","data":{"jobId":"a"},"seq":5}',
+            '{"type":"job-refresh","data":{"jobId":"b"},"seq":6}',
+        ],
+        (6, "e1"),
+    ),
+    (
+        "a batch: its last event",
+        [
+            '{"type":"session","data":{"epoch":"e1","seq":4}}',
+            '[{"type":"job-refresh","data":{"jobId":"a"},"seq":5},'
+            '{"type":"resync","data":{"reason":"slow-client"}},'
+            '{"type":"job-refresh","data":{"jobId":"b"},"seq":7}]',
+        ],
+        (7, "e1"),
+    ),
+    (
+        "a new bridge run",
+        [
+            '{"type":"session","data":{"epoch":"e1","seq":4}}',
+            '{"type":"job-refresh","data":{"jobId":"a"},"seq":5}',
+            '{"type":"session","data":{"epoch":"e2","seq":0}}',
+        ],
+        (0, "e2"),
+    ),
+    (
+        "events without seq (the original server)",
+        ['{"type":"job-refresh","data":{"jobId":"a"}}'],
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "frames,point", [(f, p) for _, f, p in TRACKED], ids=[c for c, _, _ in TRACKED]
+)
+def test_the_resume_point_follows_sessions_events_and_batches(
+    frames: list[str], point: tuple[int, str] | None
+) -> None:
+    """After these frames, a client resumes from this point (or from nothing)."""
+    tracker = ResumeTracker()
+    for frame in frames:
+        tracker.observe(parse_frame(frame))
+    assert tracker.point == (None if point is None else ResumePoint(*point))

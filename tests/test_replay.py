@@ -264,7 +264,7 @@ async def test_the_tui_resumes_and_counts_what_was_replayed(
         await wait_for(lambda: app.monitor.replayed == 20, 10, what="20 events replayed")
         assert app.monitor.events == 23
         assert app.monitor.resyncs == 0
-        assert app.monitor.last_seq == 23
+        assert app.monitor.position.last_seq == 23
         # No refetch of everything: the replayed events were all it took.
         assert {k: app.cache.queries[k].invalidations for k in BASE_KEYS} == before
         lines = "\n".join(line for _, line in app.monitor.entries)
