@@ -28,9 +28,9 @@ from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
 from bridge.config import DEFAULT_REDIS_URL, redact
-from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
-from bridge.sanitize import sanitize
-from bridge.workload import MAX_RATE, MIN_RATE, Workload
+from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
+from bridge.core.sanitize import sanitize
+from bridge.core.workload import MAX_RATE, MIN_RATE, Workload
 
 #: Widgets are redrawn on this clock, never per message.
 FLUSH_INTERVAL = 0.1

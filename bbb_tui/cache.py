@@ -14,8 +14,8 @@ import enum
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
-from bridge.protocol import Event, EventType, QueryKey, invalidated_keys
-from bridge.sanitize import sanitize
+from bridge.core.protocol import Event, EventType, QueryKey, invalidated_keys
+from bridge.core.sanitize import sanitize
 
 # Section 3 as a per-type plan, derived once from the protocol table: the fixed keys,
 # and the name of the per-id key (``("jobs/single", id)``) if the type has one.

@@ -23,12 +23,12 @@ from bridge.config import (
     ConfigError,
     split_redis_urls,
 )
-from bridge.delivery import MAX_BATCH_MS
+from bridge.core.protocol import EventType
+from bridge.core.sanitize import sanitize
+from bridge.core.subscriptions import MAX_QUEUES, connection_url
+from bridge.core.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
 from bridge.options import Command, Option, boolean, number, parse_command, whole
-from bridge.protocol import EventType
-from bridge.sanitize import sanitize
-from bridge.subscriptions import MAX_QUEUES, connection_url
-from bridge.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
+from bridge.serving.delivery import MAX_BATCH_MS
 
 
 def event_types(raw: str) -> str:
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str | None) -> int:
     """Start the demo's Redis, bridge and publisher, run the app on them, stop them all."""
     from bbb_tui.demo import Demo  # the whole bridge: loaded only for the demo
-    from bridge.embedded import EmbeddedRedisError
+    from bridge.tools.embedded import EmbeddedRedisError
 
     try:
         async with Demo(

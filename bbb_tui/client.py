@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from bbb_tui.wire import Refused, WireConnection, open_connection
-from bridge.backoff import Backoff
 from bridge.config import read_token_file
-from bridge.protocol import ResumePoint, with_resume
-from bridge.sanitize import fit
+from bridge.core.backoff import Backoff
+from bridge.core.protocol import ResumePoint, with_resume
+from bridge.core.sanitize import fit
 
 #: Frames larger than this close the connection (1009); the bridge sends far smaller ones.
 MAX_FRAME = 16 * 1024 * 1024

@@ -18,12 +18,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bridge.config import Settings
-from bridge.embedded import RedisChoice, choose_redis
-from bridge.logformat import redact
-from bridge.protocol import DEFAULT_PREFIX
-from bridge.server import Bridge
-from bridge.simulate import run_workload
-from bridge.workload import DEFAULT_RATE, Workload
+from bridge.core.protocol import DEFAULT_PREFIX
+from bridge.core.workload import DEFAULT_RATE, Workload
+from bridge.ops.logformat import redact
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisChoice, choose_redis
+from bridge.tools.simulate import run_workload
 
 
 def say_on_stderr(line: str) -> None:

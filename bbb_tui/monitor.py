@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
 from bbb_tui.cache import QueryCache
-from bridge.protocol import (
+from bridge.core.protocol import (
     REDIS_RECONNECTED,
     Batch,
     Event,
@@ -32,7 +32,7 @@ from bridge.protocol import (
     Unknown,
     parse_frame,
 )
-from bridge.sanitize import fit
+from bridge.core.sanitize import fit
 
 INFO, UNKNOWN, MALFORMED = "info", "unknown", "malformed"
 #: Every kind of log line, in the order filters list them.

@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from bridge.protocol import EventType, channel_name
+from bridge.core.protocol import EventType, channel_name
 
 
 class Publisher:

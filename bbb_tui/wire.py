@@ -20,9 +20,9 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from bridge.connection import keep_alive, pump
-from bridge.sanitize import fit
-from bridge.wsframes import FrameSplitter
+from bridge.core.sanitize import fit
+from bridge.serving.peer import keep_alive, pump
+from bridge.wsio.frames import FrameSplitter
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
 IDLE_PING = 20.0

@@ -29,9 +29,9 @@ import hiredis
 import redis.asyncio as aioredis
 
 from bench.machine import ROOT, describe
-from bridge.embedded import RedisServer, free_port
-from bridge.protocol import DEFAULT_PREFIX, EventType, channel_name
-from bridge.pubsub import command
+from bridge.core.protocol import DEFAULT_PREFIX, EventType, channel_name
+from bridge.sources.pubsub import command
+from bridge.tools.embedded import RedisServer, free_port
 
 CHANNEL = channel_name(DEFAULT_PREFIX, EventType.SINGLE_JOB_REFRESH)
 STAMP_DIGITS = 20

@@ -15,7 +15,7 @@ import time
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bridge.protocol import GREETING, EventType, encode_event
+from bridge.core.protocol import GREETING, EventType, encode_event
 
 TICK = 0.005
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.fanout import blast, start_clients, start_target, until_quiet
 from bench.machine import describe
-from bridge.embedded import RedisServer
+from bridge.tools.embedded import RedisServer
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

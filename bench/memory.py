@@ -16,7 +16,7 @@ import sys
 
 from bench.fanout import start_clients, start_target
 from bench.machine import describe
-from bridge.embedded import RedisServer
+from bridge.tools.embedded import RedisServer
 
 
 def rss_kib(pid: int) -> int:

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.machine import ROOT, describe
-from bridge.embedded import RedisServer, free_port
-from bridge.protocol import DEFAULT_PREFIX, EventType, channel_name
+from bridge.core.protocol import DEFAULT_PREFIX, EventType, channel_name
+from bridge.tools.embedded import RedisServer, free_port
 
 MODES = [
     ("plain", "", None),

@@ -14,7 +14,13 @@ import asyncio
 import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bridge.protocol import DEFAULT_PREFIX, GREETING, channel_table, decode_payload, encode_event
+from bridge.core.protocol import (
+    DEFAULT_PREFIX,
+    GREETING,
+    channel_table,
+    decode_payload,
+    encode_event,
+)
 
 CLIENTS: set[ServerConnection] = set()
 

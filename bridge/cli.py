@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bridge.auth import DEFAULT_TTL, issue_token
 from bridge.config import (
     DEFAULT_REDIS_URL,
     LOG_FORMAT,
@@ -34,12 +33,13 @@ from bridge.config import (
     settings_from,
     split_redis_urls,
 )
-from bridge.embedded import EmbeddedRedisError, RedisServer, choose_redis, free_port
-from bridge.logformat import formatter
+from bridge.core.protocol import EventType
+from bridge.core.sanitize import sanitize
+from bridge.core.workload import MAX_RATE, MIN_RATE
+from bridge.ops.logformat import formatter
 from bridge.options import Command, OneLineParser, Option, boolean, choice, number, text, whole
-from bridge.protocol import EventType
-from bridge.sanitize import sanitize
-from bridge.workload import MAX_RATE, MIN_RATE
+from bridge.serving.auth import DEFAULT_TTL, issue_token
+from bridge.tools.embedded import EmbeddedRedisError, RedisServer, choose_redis, free_port
 
 log = logging.getLogger("bridge")
 
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 )
             return asyncio.run(_simulate(args))
         if args.command == "tail":
-            from bridge.tail import tail
+            from bridge.tools.tail import tail
 
             return asyncio.run(
                 tail(args.url, count=args.count, token=args.token, token_file=args.token_file)
@@ -244,7 +244,7 @@ def _serve(settings: Settings, argv: Sequence[str]) -> int:
 
 async def _serve_workers(settings: Settings, argv: Sequence[str], embedded: bool) -> int:
     """The parent of ``--workers N``: one port for all (picked now if 0), one Redis."""
-    from bridge.workers import run_workers
+    from bridge.ops.workers import run_workers
 
     port = settings.port or free_port(settings.host)
     overrides = ["--port", str(port), "--reuse-port"]
@@ -266,8 +266,8 @@ def raise_open_files_limit() -> None:
 
 
 async def _serve_async(settings: Settings) -> int:
-    from bridge.server import Bridge
-    from bridge.workers import say_ready
+    from bridge.ops.workers import say_ready
+    from bridge.serving.server import Bridge
 
     raise_open_files_limit()
     bridge = Bridge(settings)
@@ -289,8 +289,8 @@ async def _serve_async(settings: Settings) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from bridge.simulate import LoadPlan, publish_load, publish_seed, run_workload
-    from bridge.workload import DEFAULT_RATE, Workload
+    from bridge.core.workload import DEFAULT_RATE, Workload
+    from bridge.tools.simulate import LoadPlan, publish_load, publish_seed, run_workload
 
     url = split_redis_urls(args.redis_url or DEFAULT_REDIS_URL)[0]  # checked by parse()
     client = aioredis.Redis.from_url(url, socket_connect_timeout=5)

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from redis.connection import parse_url
 
+from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT, DEFAULT_WEBSOCKET_URL
 from bridge.options import ConfigError, Option, boolean, choice, number, whole
-from bridge.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT, DEFAULT_WEBSOCKET_URL
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -243,7 +243,7 @@ def check_redis_url(url: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {shown!r}: {exc}") from None
     if parts.scheme == "rediss":
-        from bridge.pubsub import tls_context  # the reader's own TLS, checked now
+        from bridge.sources.pubsub import tls_context  # the reader's own TLS, checked now
 
         try:
             tls_context(options)
@@ -393,7 +393,7 @@ LOG_FORMAT = Option(
 
 
 def auth_secret_option(help: str) -> Option:
-    from bridge.auth import secret_problem
+    from bridge.serving.auth import secret_problem
 
     def parse(raw: str) -> str:
         if problem := secret_problem(raw):
@@ -414,7 +414,7 @@ def auth_secret_option(help: str) -> Option:
 
 def origins(raw: str) -> frozenset[str]:
     """Origins as browsers send them: ``scheme://host[:port]``, nothing more."""
-    from bridge.auth import parse_origins
+    from bridge.serving.auth import parse_origins
 
     found = parse_origins(raw)
     if not found:

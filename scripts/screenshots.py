@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState
 from bridge.config import Settings
-from bridge.embedded import RedisServer
-from bridge.protocol import DEFAULT_PREFIX, EventType, channel_name
-from bridge.server import Bridge
-from bridge.simulate import LoadPlan, publish_load
+from bridge.core.protocol import DEFAULT_PREFIX, EventType, channel_name
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
+from bridge.tools.simulate import LoadPlan, publish_load
 
 
 async def until(predicate: object, timeout: float = 10) -> None:

@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bridge.config import Settings
-from bridge.embedded import RedisServer
-from bridge.protocol import EventType, channel_name
-from bridge.server import Bridge
+from bridge.core.protocol import EventType, channel_name
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.helpers import BridgeProcess
 
 SUBSCRIBE_TIMEOUT = 10.0

@@ -6,7 +6,7 @@ import json
 
 from hypothesis import strategies as st
 
-from bridge.protocol import EventType
+from bridge.core.protocol import EventType
 
 TYPES = [t.value for t in EventType] + ["resync", "session", "other", ""]
 

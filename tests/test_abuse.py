@@ -19,9 +19,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.fanout import start_clients
-from bridge.auth import issue_token
-from bridge.embedded import RedisServer
-from bridge.protocol import EventType
+from bridge.core.protocol import EventType
+from bridge.serving.auth import issue_token
+from bridge.tools.embedded import RedisServer
 from tests.conftest import Publisher, run_bridge
 from tests.helpers import (
     BridgeProcess,

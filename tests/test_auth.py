@@ -14,9 +14,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState
-from bridge.auth import issue_token, verify_token
-from bridge.embedded import RedisServer
-from bridge.server import Bridge
+from bridge.serving.auth import issue_token, verify_token
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 from tests.helpers import GREETING, expect_greeting, raw_request, recv_json, run, wait_for
 

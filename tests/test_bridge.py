@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.embedded import RedisServer
-from bridge.protocol import DEFAULT_PREFIX, EventType
-from bridge.server import Bridge
+from bridge.core.protocol import DEFAULT_PREFIX, EventType
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 from tests.helpers import (
     GREETING,

@@ -13,10 +13,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.auth import issue_token
-from bridge.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
-from bridge.protocol import EventType
-from bridge.server import Bridge
+from bridge.core.protocol import EventType
+from bridge.serving.auth import issue_token
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
 from tests.conftest import Publisher, run_bridge, serving_bridge, start_bridge
 from tests.helpers import (
     GREETING,

@@ -19,7 +19,7 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from bridge.embedded import RedisServer
+from bridge.tools.embedded import RedisServer
 from tests.conftest import run_bridge
 from tests.helpers import BridgeProcess, expect_greeting, recv_json, wait_for
 

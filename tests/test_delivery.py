@@ -16,10 +16,10 @@ from bbb_tui.cache import QueryCache
 from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
 from bbb_tui.monitor import Monitor
-from bridge.delivery import Delivery, deflate_frame, encode, parse_batch
-from bridge.embedded import RedisServer
-from bridge.protocol import EventType
-from bridge.server import Bridge
+from bridge.core.protocol import EventType
+from bridge.serving.delivery import Delivery, deflate_frame, encode, parse_batch
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 from tests.helpers import expect_greeting, recv_json, wait_for
 

@@ -15,14 +15,14 @@ import pytest
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState
 from bbb_tui.demo import Demo
-from bridge.embedded import (
+from bridge.core.protocol import EventType
+from bridge.core.workload import QUEUES, Workload
+from bridge.tools.embedded import (
     LOCAL_REDIS_URL,
     EmbeddedRedisError,
     choose_redis,
     find_redis_server,
 )
-from bridge.protocol import EventType
-from bridge.workload import QUEUES, Workload
 from tests.helpers import ROOT, wait_for
 
 

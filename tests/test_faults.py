@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection, connect
 
-from bridge.embedded import RedisServer
+from bridge.tools.embedded import RedisServer
 from tests.conftest import serving_bridge
 from tests.helpers import BridgeProcess, wait_for
 

@@ -12,7 +12,7 @@ from websockets.protocol import Protocol, Side, State
 from websockets.utils import accept_key
 
 from bbb_tui.wire import WireConnection
-from bridge.wsframes import FrameSplitter, text_frame, text_frames
+from bridge.wsio.frames import FrameSplitter, text_frame, text_frames
 
 MAX = 1 << 20
 
@@ -197,7 +197,7 @@ class RecordingTransport:
 
 def test_keep_alive_pings_the_quiet_and_drops_the_silent() -> None:
     """Quiet for an interval: one ping; quiet for two: the connection is aborted."""
-    from bridge.connection import keep_alive
+    from bridge.serving.peer import keep_alive
 
     protocol = Protocol(Side.SERVER, state=State.OPEN)
     transport = RecordingTransport()

@@ -33,8 +33,8 @@ from websockets.utils import accept_key
 from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
 from bbb_tui.monitor import Monitor
-from bridge.embedded import RedisServer
-from bridge.protocol import GREETING, Event, EventType, Session, decode_payload, parse_frame
+from bridge.core.protocol import GREETING, Event, EventType, Session, decode_payload, parse_frame
+from bridge.tools.embedded import RedisServer
 from tests.helpers import ROOT, rss_bytes
 from tests.hostile import frames, payloads, ws_frame
 

@@ -12,9 +12,9 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from bridge.embedded import RedisServer
-from bridge.protocol import EventType
-from bridge.server import Bridge
+from bridge.core.protocol import EventType
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import Publisher, run_bridge
 from tests.helpers import (
     ROOT,

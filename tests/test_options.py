@@ -9,7 +9,7 @@ import pytest
 
 import bbb_tui.cli
 import bridge.cli
-import bridge.tail
+import bridge.tools.tail
 from bridge.config import SERVE_OPTIONS, Settings, redis_url_from_env, settings_from
 from bridge.options import Command, Option
 from scripts import readme
@@ -65,7 +65,7 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
         (bridge.cli, "_serve"),
         (bridge.cli, "_simulate"),
         (bridge.cli, "_token"),
-        (bridge.tail, "tail"),
+        (bridge.tools.tail, "tail"),
         (bbb_tui.cli, "run_demo"),
         (bbb_tui.cli, "BbbApp"),
     ]:

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bridge.auth import issue_token
-from bridge.embedded import RedisServer, free_port
-from bridge.protocol import EventType
-from bridge.server import Bridge
+from bridge.core.protocol import EventType
+from bridge.serving.auth import issue_token
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer, free_port
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

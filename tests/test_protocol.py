@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge import protocol
-from bridge.protocol import (
+from bridge.core import protocol
+from bridge.core.protocol import (
     DATA_FIELD,
     GREETING,
     Batch,
@@ -198,7 +198,7 @@ def test_numbered_batches_match_one_by_one_encoding(
 ) -> None:
     """The batch encoder numbers from last_seq + 1 and frames each event like the general one;
     a client reads back the same type, id and seq."""
-    from bridge.protocol import encode_numbered_events
+    from bridge.core.protocol import encode_numbered_events
 
     frames = encode_numbered_events(events, last_seq)
     assert frames == [

@@ -15,11 +15,11 @@ from websockets.exceptions import InvalidStatus
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cache import BASE_KEYS
 from bbb_tui.client import ConnState
-from bridge.backoff import Backoff
-from bridge.embedded import RedisServer
-from bridge.journal import Gap, Journal
-from bridge.protocol import EventType, ResumePoint, parse_frame, parse_resume, with_resume
-from bridge.server import Bridge
+from bridge.core.backoff import Backoff
+from bridge.core.journal import Gap, Journal
+from bridge.core.protocol import EventType, ResumePoint, parse_frame, parse_resume, with_resume
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 from tests.helpers import expect_greeting, recv_json, wait_for
 

@@ -10,9 +10,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
-from bridge.logformat import formatter
-from bridge.sanitize import ELLIPSIS, ESCAPE, cells, fit, is_forbidden, sanitize
-from bridge.tail import as_json_line
+from bridge.core.sanitize import ELLIPSIS, ESCAPE, cells, fit, is_forbidden, sanitize
+from bridge.ops.logformat import formatter
+from bridge.tools.tail import as_json_line
 
 #: What attackers send: escape sequences of every family, C1 controls, bidi overrides,
 #: zero-width and joiner characters, line separators, wide and emoji characters.

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from bench.fanout import Clients, start_clients
-from bridge.embedded import RedisServer
-from bridge.protocol import EventType
-from bridge.server import Bridge
-from bridge.wsframes import FrameSplitter
+from bridge.core.protocol import EventType
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
+from bridge.wsio.frames import FrameSplitter
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, run_bridge, start_bridge
 from tests.helpers import BridgeProcess, rss_bytes, wait_for
 

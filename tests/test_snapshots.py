@@ -8,7 +8,7 @@ from textual.pilot import Pilot
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState, ConnStatus
-from bridge.protocol import GREETING, EventType, encode_event, encode_session
+from bridge.core.protocol import GREETING, EventType, encode_event, encode_session
 
 NOW = 1000.0  # the monotonic clock, frozen
 WALL = 1_795_000_000.0  # the wall clock, frozen (times shown in the log and table)

@@ -14,17 +14,17 @@ from websockets.exceptions import InvalidStatus
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
-from bridge.embedded import RedisServer
-from bridge.hub import Selection
-from bridge.protocol import EventType
-from bridge.server import Bridge
-from bridge.subscriptions import (
+from bridge.core.protocol import EventType
+from bridge.core.subscriptions import (
     EVERYTHING,
     Subscription,
     SubscriptionError,
     parse_action,
     parse_query,
 )
+from bridge.serving.hub import Selection
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import Publisher
 from tests.helpers import expect_greeting, recv_json, wait_for
 

@@ -18,9 +18,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from bridge.embedded import RedisServer
-from bridge.protocol import GREETING, EventType, encode_control, encode_session
-from bridge.server import Bridge
+from bridge.core.protocol import GREETING, EventType, encode_control, encode_session
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
 from tests.conftest import Publisher
 from tests.helpers import publish_count
 from tests.terminal import Terminal, bbb_tui

@@ -15,8 +15,8 @@ import trustme
 from websockets.asyncio.client import connect
 
 from bridge.config import ConfigError, check_redis_url
-from bridge.embedded import EmbeddedRedisError, RedisServer, free_port
-from bridge.protocol import EventType
+from bridge.core.protocol import EventType
+from bridge.tools.embedded import EmbeddedRedisError, RedisServer, free_port
 from tests.conftest import Publisher, start_bridge
 from tests.helpers import expect_greeting, recv_event, wait_for
 

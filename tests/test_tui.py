@@ -21,10 +21,10 @@ from bbb_tui.monitor import KINDS
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
-from bridge.auth import issue_token
-from bridge.embedded import RedisServer, free_port
-from bridge.protocol import GREETING, EventType
-from bridge.server import Bridge
+from bridge.core.protocol import GREETING, EventType
+from bridge.serving.auth import issue_token
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer, free_port
 from tests.conftest import Publisher, start_bridge
 from tests.helpers import publish_count, wait_for
 

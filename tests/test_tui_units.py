@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bbb_tui.cache import BASE_KEYS, QueryCache, QueryStatus
 from bbb_tui.monitor import KINDS, MALFORMED, UNKNOWN, Monitor, RateMeter, clean
-from bridge.protocol import Event, EventType, encode_event
+from bridge.core.protocol import Event, EventType, encode_event
 
 
 def event(event_type: EventType, ident: str) -> Event:

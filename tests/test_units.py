@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.backoff import Backoff
 from bridge.cli import parse
 from bridge.config import (
     WEBSOCKET_URL,
@@ -14,7 +13,8 @@ from bridge.config import (
     redis_url_from_env,
     settings_from,
 )
-from bridge.throttle import LogThrottle
+from bridge.core.backoff import Backoff
+from bridge.core.loglimit import LogThrottle
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:

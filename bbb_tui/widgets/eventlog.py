@@ -16,7 +16,7 @@ from textual.widgets import Log
 
 from bbb_tui.monitor import INFO, MALFORMED, UNKNOWN
 from bbb_tui.widgets.safe import dim_escapes
-from bridge.sanitize import sanitize
+from bridge.core.sanitize import sanitize
 
 KIND_COLOURS: dict[str, str] = {
     "job-refresh": "#61afef",

@@ -26,7 +26,7 @@ from textual.widget import Widget
 from bbb_tui.cache import BASE_KEYS, Query, QueryCache, QueryStatus, key_label
 from bbb_tui.monitor import clock_time
 from bbb_tui.widgets.safe import safe_text
-from bridge.sanitize import sanitize
+from bridge.core.sanitize import sanitize
 
 STATUS_STYLES = {
     QueryStatus.FRESH: "#98c379",

@@ -13,7 +13,7 @@ from typing import Literal
 from rich.style import Style
 from rich.text import Text
 
-from bridge.sanitize import ESCAPE, fit, sanitize
+from bridge.core.sanitize import ESCAPE, fit, sanitize
 
 ESCAPE_STYLE = Style(dim=True)
 

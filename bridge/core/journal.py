@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import NamedTuple
 
-from bridge.protocol import EventType, ResumePoint, encode_numbered_events
+from bridge.core.protocol import EventType, ResumePoint, encode_numbered_events
 
 
 def new_epoch() -> str:

@@ -6,7 +6,7 @@ one ``transport.write`` per batch, whatever the batch holds. No write waits for 
 client, so a client that reads slowly delays nobody else.
 
 Clients are grouped by what they want (their subscription) and how (batched,
-compressed: :mod:`bridge.delivery`): each group's bytes are built once per batch,
+compressed: :mod:`bridge.serving.delivery`): each group's bytes are built once per batch,
 never per client, and a client costs nothing for an event it did not ask for.
 """
 
@@ -16,11 +16,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
-from bridge import delivery
-from bridge.connection import ClientConnection
-from bridge.delivery import PLAIN, Delivery
-from bridge.protocol import EventType
-from bridge.subscriptions import EVERYTHING, GENERIC, QUEUE_TYPES, Subscription
+from bridge.core.protocol import EventType
+from bridge.core.subscriptions import EVERYTHING, GENERIC, QUEUE_TYPES, Subscription
+from bridge.serving import delivery
+from bridge.serving.delivery import PLAIN, Delivery
+from bridge.serving.peer import ClientConnection
 
 GroupKey = tuple[Subscription, Delivery]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bridge.protocol import SEED_EVENTS, EventType, channel_name
-from bridge.workload import Workload
+from bridge.core.protocol import SEED_EVENTS, EventType, channel_name
+from bridge.core.workload import Workload
 
 #: Events per pipeline round trip when publishing as fast as possible.
 CHUNK = 1000

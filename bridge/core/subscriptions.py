@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from bridge.protocol import EventType
+from bridge.core.protocol import EventType
 
 ALL_TYPES: frozenset[EventType] = frozenset(EventType)
 QUEUE_TYPES: frozenset[EventType] = frozenset(

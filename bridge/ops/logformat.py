@@ -17,7 +17,7 @@ import os
 import re
 from datetime import UTC, datetime
 
-from bridge.sanitize import sanitize
+from bridge.core.sanitize import sanitize
 
 _SECRETS = [
     (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "***"),  # a JWT

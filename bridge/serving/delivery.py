@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import Protocol
 
-from bridge.wsframes import text_frame, text_frames
+from bridge.wsio.frames import text_frame, text_frames
 
 MAX_BATCH_MS = 10_000
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"

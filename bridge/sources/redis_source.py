@@ -1,7 +1,7 @@
 """The supervised Redis subscription: Redis pub/sub messages in, typed events out.
 
 This is the only module on the hot path that talks to Redis (through
-:mod:`bridge.pubsub`, which reads in bulk). It owns the one retry loop: every lost
+:mod:`bridge.sources.pubsub`, which reads in bulk). It owns the one retry loop: every lost
 connection is seen here, logged, reflected in :attr:`RedisSource.state` (and so in
 ``/healthz``), and followed by a fresh subscription.
 """
@@ -16,11 +16,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from bridge.backoff import Backoff
 from bridge.config import redact
-from bridge.protocol import EventType, channel_table, decode_payload, subscription_pattern
-from bridge.pubsub import PatternSubscription
-from bridge.throttle import LogThrottle
+from bridge.core.backoff import Backoff
+from bridge.core.loglimit import LogThrottle
+from bridge.core.protocol import EventType, channel_table, decode_payload, subscription_pattern
+from bridge.sources.pubsub import PatternSubscription
 
 log = logging.getLogger("bridge.source")
 

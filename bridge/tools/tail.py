@@ -11,10 +11,10 @@ from typing import TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
-from bridge.backoff import Backoff
 from bridge.config import read_token_file
-from bridge.protocol import ResumeTracker, parse_frame, with_resume
-from bridge.sanitize import is_forbidden
+from bridge.core.backoff import Backoff
+from bridge.core.protocol import ResumeTracker, parse_frame, with_resume
+from bridge.core.sanitize import is_forbidden
 
 log = logging.getLogger("bridge.tail")
 

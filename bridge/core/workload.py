@@ -21,7 +21,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from bridge.protocol import EventType
+from bridge.core.protocol import EventType
 
 QUEUES = ("emails", "imports", "reports", "webhooks")
 SCHEDULERS = ("nightly-report", "hourly-sync", "cleanup-every-5m")

@@ -17,10 +17,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from bridge.protocol import EventType
+from bridge.core.protocol import EventType
 
 if TYPE_CHECKING:
-    from bridge.server import Bridge
+    from bridge.serving.server import Bridge
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: From one small read (tens of microseconds) to a 256 KiB burst to thousands of clients.

@@ -18,15 +18,11 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from bridge import subscriptions
-from bridge.auth import AuthError, origin_allowed, token_from, verify_token
 from bridge.config import Settings, split_redis_urls
-from bridge.connection import ClientConnection
-from bridge.delivery import Delivery, negotiated_deflate, parse_batch
-from bridge.hub import Hub
-from bridge.journal import Gap, Journal
-from bridge.metrics import CONTENT_TYPE, BridgeStats, Metrics
-from bridge.protocol import (
+from bridge.core import subscriptions
+from bridge.core.journal import Gap, Journal
+from bridge.core.loglimit import LogThrottle
+from bridge.core.protocol import (
     GREETING,
     REDIS_RECONNECTED,
     Event,
@@ -38,9 +34,13 @@ from bridge.protocol import (
     parse_frame,
     parse_resume,
 )
-from bridge.source import RedisSource, SourceState
-from bridge.throttle import LogThrottle
-from bridge.wsframes import text_frame, text_frames
+from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics
+from bridge.serving.auth import AuthError, origin_allowed, token_from, verify_token
+from bridge.serving.delivery import Delivery, negotiated_deflate, parse_batch
+from bridge.serving.hub import Hub
+from bridge.serving.peer import ClientConnection
+from bridge.sources.redis_source import RedisSource, SourceState
+from bridge.wsio.frames import text_frame, text_frames
 
 log = logging.getLogger("bridge")
 
@@ -439,7 +439,7 @@ def _wanted(subscription: subscriptions.Subscription, frame: bytes) -> bool:
 
 @functools.cache
 def _page() -> bytes:
-    return resources.files("bridge").joinpath("static/index.html").read_bytes()
+    return resources.files("bridge.serving").joinpath("static/index.html").read_bytes()
 
 
 def _page_response() -> Response:

@@ -26,9 +26,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
-from bridge.delivery import PLAIN
-from bridge.subscriptions import EVERYTHING
-from bridge.throttle import LogThrottle
+from bridge.core.loglimit import LogThrottle
+from bridge.core.subscriptions import EVERYTHING
+from bridge.serving.delivery import PLAIN
 
 log = logging.getLogger("bridge.connection")
 

@@ -17,9 +17,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.backoff import Backoff
-from bridge.embedded import die_with_parent
-from bridge.server import STOP_SIGNALS
+from bridge.core.backoff import Backoff
+from bridge.serving.server import STOP_SIGNALS
+from bridge.tools.embedded import die_with_parent
 
 log = logging.getLogger("bridge.workers")
 
