@@ -35,10 +35,11 @@ test: $(VENV)/.installed-dev  ## the whole suite, against private redis-servers 
 	scripts/ensure-redis-tls
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-dev  ## ruff, strict mypy, and the README's generated tables
+lint: $(VENV)/.installed-dev  ## ruff, strict mypy, the import layers, the README's tables
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m scripts.readme --check
 
 readme: $(VENV)/.installed-dev  ## rewrite the README's options tables from the option tables

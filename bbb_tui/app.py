@@ -27,7 +27,8 @@ from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
-from bridge.config import DEFAULT_REDIS_URL, redact
+from bridge.checks import redact
+from bridge.config import DEFAULT_REDIS_URL
 from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
 from bridge.core.sanitize import sanitize
 from bridge.core.workload import MAX_RATE, MIN_RATE, Workload

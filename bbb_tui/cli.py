@@ -13,6 +13,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
+from bridge.checks import split_redis_urls
 from bridge.config import (
     DEFAULT_REDIS_URL,
     PREFIX,
@@ -21,14 +22,12 @@ from bridge.config import (
     TOKEN_FILE,
     WEBSOCKET_URL,
     ConfigError,
-    split_redis_urls,
 )
 from bridge.core.protocol import EventType
 from bridge.core.sanitize import sanitize
-from bridge.core.subscriptions import MAX_QUEUES, connection_url
+from bridge.core.subscriptions import MAX_BATCH_MS, MAX_QUEUES, connection_url
 from bridge.core.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
 from bridge.options import Command, Option, boolean, number, parse_command, whole
-from bridge.serving.delivery import MAX_BATCH_MS
 
 
 def event_types(raw: str) -> str:
@@ -177,8 +176,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str | None) -> int:
     """Start the demo's Redis, bridge and publisher, run the app on them, stop them all."""
-    from bbb_tui.demo import Demo  # the whole bridge: loaded only for the demo
-    from bridge.tools.embedded import EmbeddedRedisError
+    from bbb_tui.demo import Demo, EmbeddedRedisError  # the whole bridge: only for the demo
 
     try:
         async with Demo(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from bbb_tui.wire import Refused, WireConnection, open_connection
-from bridge.config import read_token_file
+from bridge.checks import read_token_file
 from bridge.core.backoff import Backoff
 from bridge.core.protocol import ResumePoint, with_resume
 from bridge.core.sanitize import fit

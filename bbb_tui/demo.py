@@ -20,10 +20,12 @@ from redis.exceptions import RedisError
 from bridge.config import Settings
 from bridge.core.protocol import DEFAULT_PREFIX
 from bridge.core.workload import DEFAULT_RATE, Workload
-from bridge.ops.logformat import redact
+from bridge.ops.logformat import redact_secrets
 from bridge.serving.server import Bridge
-from bridge.tools.embedded import RedisChoice, choose_redis
+from bridge.tools.embedded import EmbeddedRedisError, RedisChoice, choose_redis
 from bridge.tools.simulate import run_workload
+
+__all__ = ["Demo", "EmbeddedRedisError", "LogToMonitor"]
 
 
 def say_on_stderr(line: str) -> None:
@@ -130,6 +132,6 @@ class LogToMonitor(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._note(f"bridge: {redact(record.getMessage())}")
+            self._note(f"bridge: {redact_secrets(record.getMessage())}")
         except Exception:  # a log line must never take the app down
             self.handleError(record)

@@ -21,12 +21,11 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from bridge.core.sanitize import fit
-from bridge.serving.peer import keep_alive, pump
 from bridge.wsio.frames import FrameSplitter
+from bridge.wsio.plumbing import CLOSE_TIMEOUT, keep_alive, pump
 
 #: With nothing received for this long, ping; with nothing for twice as long, give up.
 IDLE_PING = 20.0
-CLOSE_TIMEOUT = 2.0
 #: Under load (reads closer together than this), pause reading for as long, so the next
 #: read takes many frames at once: per-read overhead, not per-frame parsing, dominates
 #: at thousands of small frames a second. Adds at most this much latency; none when idle.

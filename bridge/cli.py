@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bridge.checks import redact, split_redis_urls
 from bridge.config import (
     DEFAULT_REDIS_URL,
     LOG_FORMAT,
@@ -29,9 +30,7 @@ from bridge.config import (
     ConfigError,
     Settings,
     auth_secret_option,
-    redact,
     settings_from,
-    split_redis_urls,
 )
 from bridge.core.protocol import EventType
 from bridge.core.sanitize import sanitize

@@ -11,20 +11,25 @@ here, once; ``bbb-tui`` imports them from here, never from the bridge's CLI.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
-from redis.connection import parse_url
-
+from bridge.checks import (
+    UNSAFE,
+    check_redis_urls,
+    check_token,
+    check_websocket_url,
+    nonempty,
+    parse_origins,
+    secret_problem,
+)
 from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT, DEFAULT_WEBSOCKET_URL
 from bridge.options import ConfigError, Option, boolean, choice, number, whole
 
 __all__ = ["ConfigError", "Settings"]
 
 DEFAULT_REDIS_URL = "redis://localhost:6379"
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 MIB = 1024 * 1024
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 DEFAULT_MAX_CLIENT_FRAME = 4096
@@ -38,8 +43,6 @@ DEFAULT_REDIS_TIMEOUT = 3.0
 DEFAULT_REPLAY_SIZE = 10_000
 DEFAULT_REPLAY_AGE = 300.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
-#: Never in a URL, a token or a host as given: whitespace and control characters.
-_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 LOG_FORMATS = ("text", "json")
 
 
@@ -126,7 +129,7 @@ def redis_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
     tls_raw = environ.get("REDIS_USE_TLS", "")
     if not (host or port or username or password or tls_raw.strip()):
         return None
-    if host and (_UNSAFE.search(host) or any(c in host for c in "@/?#")):
+    if host and (UNSAFE.search(host) or any(c in host for c in "@/?#")):
         raise ConfigError(f"REDIS_HOST: must be a host name or address, got {host[:80]!r}")
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
@@ -138,184 +141,6 @@ def redis_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
         auth = quote(username, safe="") + (":" + quote(password, safe="") if password else "") + "@"
     scheme = "rediss" if tls else "redis"
     return "REDIS_HOST/REDIS_PORT/...", f"{scheme}://{auth}{host or 'localhost'}:{port or '6379'}"
-
-
-def split_redis_urls(text: str) -> list[str]:
-    """Several Redis addresses (cluster nodes): comma-separated, in the order to try them."""
-    return [url.strip() for url in text.split(",") if url.strip()]
-
-
-def check_redis_urls(text: str | list[str]) -> str:
-    """:func:`check_redis_url` for each URL (a list, or comma-separated); return them joined."""
-    urls = split_redis_urls(",".join(text) if isinstance(text, list) else text)
-    if not urls:
-        raise ConfigError("no Redis URL given")
-    return ",".join(check_redis_url(url) for url in urls)
-
-
-#: The URL options a Redis URL may carry, and what each must be: redis-py would pass any
-#: other one to its connection class (a TypeError when it is used), and the bridge's own
-#: reader would ignore it.
-_SECONDS = "a number of seconds above 0"
-REDIS_URL_OPTIONS: dict[str, str] = {
-    "db": "a whole number from 0",
-    "socket_timeout": _SECONDS,
-    "socket_connect_timeout": _SECONDS,
-    "health_check_interval": "a whole number of seconds",
-    "socket_keepalive": "true or false",
-    "retry_on_timeout": "true or false",
-    "ssl_check_hostname": "true or false",
-    "protocol": "2 or 3",
-    "client_name": "a name",
-    "max_connections": "a whole number above 0",
-    "ssl_cert_reqs": "none, optional or required",
-    "ssl_ca_certs": "a file",
-    "ssl_ca_path": "a directory",
-    "ssl_ca_data": "PEM text",
-    "ssl_certfile": "a file",
-    "ssl_keyfile": "a file",
-    "ssl_password": "a password",
-    "ssl_min_version": "a TLS version number",
-    "ssl_ciphers": "an OpenSSL cipher list",
-}
-_WORDS = {"true", "false", "1", "0", "yes", "no", "on", "off"}
-
-
-def _check_redis_option(name: str, value: str) -> bool:
-    """Whether ``value`` is what the option ``name`` must be."""
-    kind = REDIS_URL_OPTIONS[name]
-    if kind == _SECONDS:
-        return _is_decimal(value) and 0 < float(value) < 10**6
-    if kind == "true or false":
-        return value.lower() in _WORDS
-    if kind == "2 or 3":
-        return value in ("2", "3")
-    if kind.startswith("a whole number"):
-        return value.isascii() and value.isdigit() and (int(value) > 0 or "above" not in kind)
-    if kind.startswith("none,"):
-        return value.lower() in ("none", "optional", "required")
-    if kind == "a TLS version number":
-        return value.isascii() and value.isdigit()
-    return bool(value)
-
-
-def _is_decimal(text: str) -> bool:
-    return re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text) is not None
-
-
-def check_redis_url(url: str) -> str:
-    """Return ``url`` if redis-py and the bridge's reader can use it, else raise ConfigError."""
-    shown = redact(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {shown!r}: {exc}") from None
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(
-            f"invalid Redis URL {shown!r}: scheme must be one of "
-            + ", ".join(f"{s}://" for s in REDIS_SCHEMES)
-        )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(f"invalid Redis URL {shown!r}: no host")
-    if port == 0:
-        raise ConfigError(f"invalid Redis URL {shown!r}: port 0 (redis-py would use 6379)")
-    if _UNSAFE.search(url):
-        raise ConfigError(f"invalid Redis URL {shown!r}: spaces or control characters")
-    if (
-        parts.scheme != "unix"
-        and parts.path not in ("", "/")
-        and not re.fullmatch(r"/[0-9]+", parts.path)
-    ):
-        raise ConfigError(f"invalid Redis URL {shown!r}: the path is a database number, /0")
-    for name, values in parse_qs(parts.query, keep_blank_values=True).items():
-        if name not in REDIS_URL_OPTIONS:
-            raise ConfigError(
-                f"invalid Redis URL {shown!r}: unknown option {name!r} "
-                f"(known: {', '.join(REDIS_URL_OPTIONS)})"
-            )
-        if not all(_check_redis_option(name, value) for value in values):
-            raise ConfigError(
-                f"invalid Redis URL {shown!r}: {name} must be {REDIS_URL_OPTIONS[name]}"
-            )
-    try:  # as redis-py will read them
-        options = parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {shown!r}: {exc}") from None
-    if parts.scheme == "rediss":
-        from bridge.sources.pubsub import tls_context  # the reader's own TLS, checked now
-
-        try:
-            tls_context(options)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"invalid Redis URL {redact(url)!r}: TLS: {exc}") from None
-    return url
-
-
-def redact(url: str) -> str:
-    """Hide the password of a URL, for logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-# -- WebSocket URLs ---------------------------------------------------------------
-
-
-def check_websocket_url(raw: str) -> str:
-    """A ``ws://`` or ``wss://`` URL with a host and a usable port (not 0)."""
-    url = raw.strip()
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        host = parts.hostname
-    except ValueError as exc:
-        raise ValueError(f"is not a usable URL ({exc})") from None
-    if parts.scheme not in ("ws", "wss") or not host:
-        raise ValueError("must be a ws:// or wss:// URL with a host")
-    if port == 0:
-        raise ValueError("must name a port from 1 to 65535 (or none: 80, 443)")
-    if _UNSAFE.search(url):
-        raise ValueError("must not hold spaces or control characters (percent-encode them)")
-    return url
-
-
-def check_token(raw: str) -> str:
-    """A token as a header carries it: printable ASCII, no spaces (a JWT is base64url)."""
-    token = raw.strip()
-    if not token or not token.isascii() or _UNSAFE.search(token):
-        raise ValueError("must be one word of printable ASCII (bbb-bridge token prints one)")
-    return token
-
-
-def read_token_file(path: str) -> str | None:
-    """The token in ``path`` (surrounding whitespace ignored); OSError says why it cannot
-    be used (unreadable, not text, not one word of printable ASCII)."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read().strip()
-    except OSError as exc:
-        raise OSError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise OSError(f"the token file {path} is not text") from None
-    if not text:
-        return None
-    try:
-        return check_token(text)
-    except ValueError as exc:
-        raise OSError(f"the token in {path} {exc}") from None
-
-
-def nonempty(raw: str) -> str:
-    if not raw:
-        raise ValueError("must not be empty")
-    return raw
 
 
 # -- the options both programs share ------------------------------------------------
@@ -393,8 +218,6 @@ LOG_FORMAT = Option(
 
 
 def auth_secret_option(help: str) -> Option:
-    from bridge.serving.auth import secret_problem
-
     def parse(raw: str) -> str:
         if problem := secret_problem(raw):
             raise ValueError(problem.removeprefix("the auth secret "))
@@ -414,8 +237,6 @@ def auth_secret_option(help: str) -> Option:
 
 def origins(raw: str) -> frozenset[str]:
     """Origins as browsers send them: ``scheme://host[:port]``, nothing more."""
-    from bridge.serving.auth import parse_origins
-
     found = parse_origins(raw)
     if not found:
         raise ValueError("lists no origin")

@@ -17,7 +17,8 @@ from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
 from bbb_tui.monitor import Monitor
 from bridge.core.protocol import EventType
-from bridge.serving.delivery import Delivery, deflate_frame, encode, parse_batch
+from bridge.core.subscriptions import Delivery, parse_batch
+from bridge.serving.delivery import deflate_frame, encode
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
 from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge

@@ -166,7 +166,7 @@ def test_rate_keys_are_hidden_outside_the_demo() -> None:
 def test_private_redis_dies_with_a_crashed_parent() -> None:
     """SIGKILL the process that started a private redis-server: the server goes too."""
     code = (
-        "from bridge.embedded import RedisServer; import sys, time; "
+        "from bridge.tools.embedded import RedisServer; import sys, time; "
         "s = RedisServer().start(); print(s.pid, flush=True); time.sleep(60)"
     )
     parent = subprocess.Popen(

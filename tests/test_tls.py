@@ -14,7 +14,8 @@ import pytest
 import trustme
 from websockets.asyncio.client import connect
 
-from bridge.config import ConfigError, check_redis_url
+from bridge.checks import check_redis_url
+from bridge.config import ConfigError
 from bridge.core.protocol import EventType
 from bridge.tools.embedded import EmbeddedRedisError, RedisServer, free_port
 from tests.conftest import Publisher, start_bridge

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.checks import check_redis_url, redact
 from bridge.cli import parse
 from bridge.config import (
     WEBSOCKET_URL,
     ConfigError,
-    check_redis_url,
-    redact,
     redis_url_from_env,
     settings_from,
 )

@@ -1,4 +1,4 @@
-"""Selective subscriptions: which events a client wants (pure, no I/O).
+"""What each client wants, and how: selective subscriptions and delivery (pure, no I/O).
 
 A client narrows what it receives on the connection URL, ``?types=job-refresh,queue-refresh``
 and ``?queue=emails`` (repeatable), and changes it at run time with frames such as
@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from bridge.core.protocol import EventType
 
+MAX_BATCH_MS = 10_000
 ALL_TYPES: frozenset[EventType] = frozenset(EventType)
 QUEUE_TYPES: frozenset[EventType] = frozenset(
     {EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH}
@@ -166,3 +167,26 @@ def _types(names: Iterable[str]) -> frozenset[EventType]:
             f"known: {', '.join(t.value for t in EventType)}"
         )
     return frozenset(known[n] for n in names)
+
+
+class Delivery(NamedTuple):
+    """How a client gets its events (``?batch=``, permessage-deflate): ``batch``, seconds to
+    hold events (0: at once); ``deflate``, the window bits it accepted, or 0. The hub groups
+    clients by it; :mod:`bridge.serving.delivery` makes the bytes."""
+
+    batch: float = 0.0
+    deflate: int = 0
+
+
+PLAIN = Delivery()
+
+
+def parse_batch(query: str) -> float:
+    """``?batch=<ms>`` as seconds (0 when absent); raises ValueError with a one-line reason."""
+    values = parse_qs(query).get("batch")
+    if not values:
+        return 0.0
+    raw = values[-1]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_BATCH_MS:
+        raise ValueError(f"batch= must be a whole number of milliseconds, 0 to {MAX_BATCH_MS}")
+    return int(raw) / 1000

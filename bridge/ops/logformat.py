@@ -1,7 +1,7 @@
 """Log lines: text or ``--log-format json`` (one object per line), never a secret, and
 never anything that acts on the terminal they are read in.
 
-Every record goes through :func:`redact` as the last step of formatting, whichever
+Every record goes through :func:`redact_secrets` as the last step of formatting, whichever
 logger wrote it (ours, websockets' own debug log of request lines and headers,
 asyncio's) and at every level: tokens (``?token=``, ``Authorization: Bearer``, anything
 shaped like a JWT) and passwords in Redis URLs become ``***``. Text lines then go
@@ -28,7 +28,7 @@ _SECRETS = [
 ]
 
 
-def redact(text: str) -> str:
+def redact_secrets(text: str) -> str:
     """``text`` with every token and password it holds replaced by ``***``."""
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
@@ -41,7 +41,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        text = redact(super().format(record))
+        text = redact_secrets(super().format(record))
         return "\n".join(sanitize(line) for line in text.split("\n"))
 
 
@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
     """``{"time": "...Z", "level": "INFO", "logger": "bridge", "message": "..."}``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(self._format(record))
+        return redact_secrets(self._format(record))
 
     def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {

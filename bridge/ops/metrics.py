@@ -8,9 +8,9 @@ nothing but those increments. The broadcast histogram is observed once per batch
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,9 +18,6 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from bridge.core.protocol import EventType
-
-if TYPE_CHECKING:
-    from bridge.serving.server import Bridge
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: From one small read (tens of microseconds) to a 256 KiB burst to thousands of clients.
@@ -37,21 +34,39 @@ class BridgeStats:
     replayed: int = 0  # events replayed to reconnecting clients
 
 
-class BridgeCollector(Collector):
-    """Reads a bridge's counters at scrape time."""
+@dataclass(frozen=True)
+class Readings:
+    """Every number ``/metrics`` shows, read at scrape time (the bridge's ``readings()``)."""
 
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
+    connections: int
+    lagging_clients: int
+    stats: BridgeStats
+    events_in: Mapping[EventType, int]
+    events_out: Mapping[EventType, int]
+    deliveries: int
+    bytes_out: int
+    dropped: Mapping[str, int]
+    redis_up: bool
+    redis_reconnects: int
+    last_seq: int
+
+
+class BridgeCollector(Collector):
+    """Turns the readings of one bridge into Prometheus metrics, at scrape time."""
+
+    def __init__(self, read: Callable[[], Readings]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        bridge, source, stats = self.bridge, self.bridge.source, self.bridge.stats
+        now = self.read()
+        stats = now.stats
         yield GaugeMetricFamily(
-            "bbb_bridge_connections", "Open WebSocket connections", value=len(bridge.hub)
+            "bbb_bridge_connections", "Open WebSocket connections", value=now.connections
         )
         yield GaugeMetricFamily(
             "bbb_bridge_lagging_clients",
             "Clients over --max-client-buffer, skipped until they catch up",
-            value=bridge.lagging_clients(),
+            value=now.lagging_clients,
         )
         yield CounterMetricFamily(
             "bbb_bridge_connections_opened",
@@ -65,26 +80,26 @@ class BridgeCollector(Collector):
             "bbb_bridge_events_in",
             "Events received from Redis and broadcast, by type",
             "type",
-            {t.value: n for t, n in source.by_type.items()},
+            {t.value: n for t, n in now.events_in.items()},
         )
         yield _labelled(
             "bbb_bridge_events_out",
             "Events queued to clients, by type (times the clients they went to)",
             "type",
-            {t.value: bridge.hub.events_out[t] for t in EventType},
+            {t.value: now.events_out.get(t, 0) for t in EventType},
         )
         yield CounterMetricFamily(
             "bbb_bridge_messages_out",
             "Messages queued to clients (events and resyncs, times clients)",
-            value=bridge.hub.deliveries,
+            value=now.deliveries,
         )
         yield CounterMetricFamily(
             "bbb_bridge_bytes_out",
             "Bytes of those messages queued to clients (after batching and compression)",
-            value=bridge.hub.bytes_out,
+            value=now.bytes_out,
         )
         yield _labelled(
-            "bbb_bridge_dropped", "Redis messages dropped, by reason", "reason", source.dropped_by
+            "bbb_bridge_dropped", "Redis messages dropped, by reason", "reason", now.dropped
         )
         yield _labelled(
             "bbb_bridge_resyncs", "Resync messages sent, by reason", "reason", stats.resyncs
@@ -95,21 +110,19 @@ class BridgeCollector(Collector):
             value=stats.replayed,
         )
         yield GaugeMetricFamily(
-            "bbb_bridge_redis_up",
-            "1 while subscribed to Redis",
-            value=1 if source.subscribed.is_set() else 0,
+            "bbb_bridge_redis_up", "1 while subscribed to Redis", value=1 if now.redis_up else 0
         )
         yield CounterMetricFamily(
             "bbb_bridge_redis_reconnects",
             "Redis subscriptions re-established after a loss",
-            value=source.reconnects,
+            value=now.redis_reconnects,
         )
         yield GaugeMetricFamily(
-            "bbb_bridge_last_seq", "Sequence number of the last event", value=bridge.journal.seq
+            "bbb_bridge_last_seq", "Sequence number of the last event", value=now.last_seq
         )
 
 
-def _labelled(name: str, doc: str, label: str, counts: dict[str, int] | Counter[int]) -> Metric:
+def _labelled(name: str, doc: str, label: str, counts: Mapping[Any, int]) -> Metric:
     family = CounterMetricFamily(name, doc, labels=[label])
     for key, value in sorted(counts.items()):
         family.add_metric([str(key)], value)
@@ -119,9 +132,9 @@ def _labelled(name: str, doc: str, label: str, counts: dict[str, int] | Counter[
 class Metrics:
     """One registry per bridge (several bridges may share a process, as in the tests)."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, read: Callable[[], Readings]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(BridgeCollector(bridge))
+        self.registry.register(BridgeCollector(read))
         ProcessCollector(registry=self.registry)
         self.broadcast_seconds = Histogram(
             "bbb_bridge_broadcast_seconds",

@@ -18,8 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge.core.backoff import Backoff
-from bridge.serving.server import STOP_SIGNALS
-from bridge.tools.embedded import die_with_parent
+from bridge.ops.lifecycle import STOP_SIGNALS, die_with_parent
 
 log = logging.getLogger("bridge.workers")
 

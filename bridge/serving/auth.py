@@ -14,25 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
+from bridge.checks import normalize_origin
+
 ALGORITHM = "HS256"
-#: RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (32 bytes).
-MIN_SECRET_BYTES = 32
 DEFAULT_TTL = 24 * 3600.0
-NEW_SECRET_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class AuthError(Exception):
     """Why a token was refused, in a few words (sent back in the 401's body)."""
-
-
-def secret_problem(secret: str) -> str | None:
-    """What is wrong with ``secret`` as an HS256 key, or None."""
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        return (
-            f"the auth secret must be at least {MIN_SECRET_BYTES} bytes long; "
-            f"make one with: {NEW_SECRET_HINT}"
-        )
-    return None
 
 
 def issue_token(secret: str, *, ttl: float | None = DEFAULT_TTL, subject: str | None = None) -> str:
@@ -67,16 +56,6 @@ def token_from(path: str, authorization: str | None) -> str | None:
             return value.strip()
     tokens = parse_qs(urlsplit(path).query).get("token")
     return tokens[-1] if tokens else None
-
-
-def normalize_origin(origin: str) -> str:
-    """``HTTPS://App.Example.com/`` and ``https://app.example.com`` are the same origin."""
-    return origin.strip().rstrip("/").lower()
-
-
-def parse_origins(text: str) -> frozenset[str]:
-    """A comma- or space-separated list of origins, e.g. ``https://a.example,https://b.example``."""
-    return frozenset(normalize_origin(o) for o in text.replace(",", " ").split() if o.strip())
 
 
 def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:

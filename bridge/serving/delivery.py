@@ -14,38 +14,15 @@ they want and how, and each group's bytes are built once and written to all of t
 from __future__ import annotations
 
 import zlib
-from typing import NamedTuple
-from urllib.parse import parse_qs
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import Protocol
 
+from bridge.core.subscriptions import Delivery
 from bridge.wsio.frames import text_frame, text_frames
 
-MAX_BATCH_MS = 10_000
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 _DEFLATE_HEAD = 0xC1  # FIN + RSV1 (compressed) + text
-
-
-class Delivery(NamedTuple):
-    """``batch``: seconds to hold events (0: send at once); ``deflate``: window bits, or 0."""
-
-    batch: float = 0.0
-    deflate: int = 0
-
-
-PLAIN = Delivery()
-
-
-def parse_batch(query: str) -> float:
-    """``?batch=<ms>`` as seconds (0 when absent); raises ValueError with a one-line reason."""
-    values = parse_qs(query).get("batch")
-    if not values:
-        return 0.0
-    raw = values[-1]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_BATCH_MS:
-        raise ValueError(f"batch= must be a whole number of milliseconds, 0 to {MAX_BATCH_MS}")
-    return int(raw) / 1000
 
 
 def negotiated_deflate(protocol: Protocol) -> int:

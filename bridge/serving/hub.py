@@ -17,9 +17,15 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from bridge.core.protocol import EventType
-from bridge.core.subscriptions import EVERYTHING, GENERIC, QUEUE_TYPES, Subscription
+from bridge.core.subscriptions import (
+    EVERYTHING,
+    GENERIC,
+    PLAIN,
+    QUEUE_TYPES,
+    Delivery,
+    Subscription,
+)
 from bridge.serving import delivery
-from bridge.serving.delivery import PLAIN, Delivery
 from bridge.serving.peer import ClientConnection
 
 GroupKey = tuple[Subscription, Delivery]

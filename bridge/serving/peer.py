@@ -23,17 +23,16 @@ from typing import Protocol as TypingProtocol
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Protocol, State
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from bridge.core.loglimit import LogThrottle
-from bridge.core.subscriptions import EVERYTHING
-from bridge.serving.delivery import PLAIN
+from bridge.core.subscriptions import EVERYTHING, PLAIN
+from bridge.wsio.plumbing import CLOSE_TIMEOUT, keep_alive, pump
 
 log = logging.getLogger("bridge.connection")
 
 OPEN_TIMEOUT = 10.0  # a connection that has not completed its handshake by then is dropped
-CLOSE_TIMEOUT = 1.0  # a closing handshake that takes longer is cut short
 #: The transport's own buffer is kept this small; what does not fit waits in the
 #: connection's queue of whole frames, which can be dropped (on close, or when the client
 #: lags) without cutting a frame in half. So a close frame is never behind megabytes.
@@ -454,52 +453,6 @@ class ClientConnection(asyncio.Protocol):
             self._queued = 0
         self._pull = None
         pump(protocol, transport, CLOSE_TIMEOUT)
-
-
-def pump(protocol: Protocol, transport: asyncio.Transport | None, close_timeout: float) -> None:
-    """Write out what a sans-I/O protocol has to send, and end the TCP connection with it.
-
-    Call after every ``receive_*()`` or ``send_*()``: an empty chunk means half-close;
-    once the closing handshake is over the connection is closed, and while it is under
-    way it is aborted if the peer has not finished it within ``close_timeout``.
-    """
-    if transport is None or transport.is_closing():
-        return
-    for data in protocol.data_to_send():
-        if data:
-            transport.write(data)
-        elif transport.can_write_eof():
-            transport.write_eof()
-    if protocol.close_expected():
-        if protocol.state is State.CLOSED:
-            transport.close()
-        else:
-            asyncio.get_running_loop().call_later(close_timeout, transport.abort)
-
-
-def keep_alive(
-    protocol: Protocol,
-    transport: asyncio.Transport | None,
-    idle: float,
-    interval: float,
-    flush: Callable[[], None] | None = None,
-) -> bool:
-    """Ping a peer quiet for ``interval``; drop one quiet for twice that (return False).
-
-    Any data counts as a sign of life, a pong included. ``flush`` sends the ping (default:
-    :func:`pump`).
-    """
-    if idle >= 2 * interval:
-        if transport is not None:
-            transport.abort()
-        return False
-    if idle >= interval and protocol.state is State.OPEN:
-        protocol.send_ping(b"")
-        if flush is not None:
-            flush()
-        else:
-            pump(protocol, transport, CLOSE_TIMEOUT)
-    return True
 
 
 def _describe(exc: Exception) -> str:

@@ -9,7 +9,6 @@ import errno
 import functools
 import json
 import logging
-import signal
 import time
 from http import HTTPStatus
 from importlib import resources
@@ -18,7 +17,8 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from bridge.config import Settings, split_redis_urls
+from bridge.checks import split_redis_urls
+from bridge.config import Settings
 from bridge.core import subscriptions
 from bridge.core.journal import Gap, Journal
 from bridge.core.loglimit import LogThrottle
@@ -34,20 +34,19 @@ from bridge.core.protocol import (
     parse_frame,
     parse_resume,
 )
-from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics
+from bridge.core.subscriptions import Delivery, parse_batch
+from bridge.ops.lifecycle import STOP_SIGNALS
+from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics, Readings
 from bridge.serving.auth import AuthError, origin_allowed, token_from, verify_token
-from bridge.serving.delivery import Delivery, negotiated_deflate, parse_batch
+from bridge.serving.delivery import negotiated_deflate
 from bridge.serving.hub import Hub
 from bridge.serving.peer import ClientConnection
 from bridge.sources.redis_source import RedisSource, SourceState
 from bridge.wsio.frames import text_frame, text_frames
+from bridge.wsio.plumbing import CLOSE_TIMEOUT
 
 log = logging.getLogger("bridge")
 
-#: Stop cleanly on these (SIGHUP: the terminal went away, e.g. a closed tmux pane).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-#: How long shutdown waits for clients to acknowledge the 1001 close.
-CLOSE_TIMEOUT = 1.0
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
 RESYNC_SLOW_CLIENT = text_frame(encode_resync("slow-client"))
@@ -85,7 +84,7 @@ class Bridge:
         self._all_gone = asyncio.Event()  # set whenever _connections is empty
         self._tasks: list[asyncio.Task[None]] = []
         self._refusals = LogThrottle(1.0)
-        self.metrics = Metrics(self)  # after everything it reads
+        self.metrics = Metrics(self.readings)
 
     @property
     def port(self) -> int:
@@ -152,6 +151,23 @@ class Bridge:
             "clients": len(self.hub),
         }
         return (HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+    def readings(self) -> Readings:
+        """What ``/metrics`` shows, read now."""
+        source, hub = self.source, self.hub
+        return Readings(
+            connections=len(hub),
+            lagging_clients=self.lagging_clients(),
+            stats=self.stats,
+            events_in=source.by_type,
+            events_out=hub.events_out,
+            deliveries=hub.deliveries,
+            bytes_out=hub.bytes_out,
+            dropped=source.dropped_by,
+            redis_up=source.subscribed.is_set(),
+            redis_reconnects=source.reconnects,
+            last_seq=self.journal.seq,
+        )
 
     def _publish(self, events: list[tuple[EventType, bytes]]) -> None:
         """The hot path: number and keep a batch of events, then send it to every client."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-from collections.abc import Mapping
 from typing import Any
 
 import hiredis
 from redis.connection import parse_url
+
+from bridge.checks import tls_context
 
 READ_SIZE = 1 << 18  # bytes per read: a burst arrives in few reads
 
@@ -37,51 +37,6 @@ def command(*args: bytes | str) -> bytes:
 
 
 PING = command("PING")
-
-_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
-
-
-def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext | None:
-    """The TLS context a ``rediss://`` URL asks for (None for ``redis://``), as redis-py
-    reads the same options: ``ssl_cert_reqs`` (none, optional, required: the default),
-    ``ssl_ca_certs``/``ssl_ca_path``/``ssl_ca_data`` (a private CA), ``ssl_certfile`` and
-    ``ssl_keyfile`` (+ ``ssl_password``: mutual TLS), ``ssl_check_hostname`` (default:
-    on, unless certificates are not required), ``ssl_min_version``.
-
-    Raises OSError (a file that cannot be read) or ValueError (a value that cannot work).
-    """
-    connection_class = options.get("connection_class")
-    if connection_class is None or "SSL" not in getattr(connection_class, "__name__", ""):
-        return None
-    reqs = options.get("ssl_cert_reqs", "required")
-    if isinstance(reqs, str):
-        if reqs.lower() not in _CERT_REQS:
-            raise ValueError("ssl_cert_reqs must be none, optional or required")
-        reqs = _CERT_REQS[reqs.lower()]
-    where = ", ".join(
-        f"{name}={options[name]}"
-        for name in ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
-        if options.get(name)
-    )
-    try:
-        context = ssl.create_default_context(
-            cafile=options.get("ssl_ca_certs"),
-            capath=options.get("ssl_ca_path"),
-            cadata=options.get("ssl_ca_data"),
-        )
-        certfile = options.get("ssl_certfile") or options.get("ssl_keyfile")
-        if certfile:
-            context.load_cert_chain(
-                certfile, options.get("ssl_keyfile"), options.get("ssl_password")
-            )
-    except (OSError, ssl.SSLError) as exc:
-        raise OSError(f"cannot load {where}: {exc.strerror or exc}") from None
-    check = options.get("ssl_check_hostname", True)
-    context.check_hostname = bool(check) and reqs != ssl.CERT_NONE
-    context.verify_mode = reqs
-    if (minimum := options.get("ssl_min_version")) is not None:
-        context.minimum_version = ssl.TLSVersion(minimum)
-    return context
 
 
 class PatternSubscription:

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from bridge.config import redact
+from bridge.checks import redact
 from bridge.core.backoff import Backoff
 from bridge.core.loglimit import LogThrottle
 from bridge.core.protocol import EventType, channel_table, decode_payload, subscription_pattern

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +22,8 @@ from types import TracebackType
 
 import redis
 
-from bridge.config import redact
+from bridge.checks import redact
+from bridge.ops.lifecycle import die_with_parent
 
 HOW_TO_GET_REDIS = (
     "no redis-server found: install Redis (e.g. `apt install redis-server`) "
@@ -122,15 +122,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """In a child, before exec: get SIGTERM when the parent dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class RedisServer:

@@ -11,7 +11,7 @@ from typing import TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
-from bridge.config import read_token_file
+from bridge.checks import read_token_file
 from bridge.core.backoff import Backoff
 from bridge.core.protocol import ResumeTracker, parse_frame, with_resume
 from bridge.core.sanitize import is_forbidden
