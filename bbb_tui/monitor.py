@@ -17,7 +17,6 @@ from itertools import islice
 
 from bbb_tui.cache import QueryCache
 from bridge.core.protocol import (
-    REDIS_RECONNECTED,
     Batch,
     Event,
     EventType,
@@ -28,6 +27,7 @@ from bridge.core.protocol import (
     ResumePoint,
     ResumeTracker,
     Resync,
+    ResyncReason,
     Session,
     Unknown,
     parse_frame,
@@ -198,7 +198,7 @@ class Monitor:
         elif isinstance(message, Resync):
             self._replay = None  # what was missed is not replayed: refetch instead
             self.resyncs += 1
-            if message.reason == REDIS_RECONNECTED and "down_seconds" in message.data:
+            if message.reason == ResyncReason.REDIS_RECONNECTED and "down_seconds" in message.data:
                 self.redis_down_since = None  # back (a resume past an old outage says no more)
             count = self.cache.invalidate_all(self._clock())
             self._append(

@@ -197,7 +197,7 @@ class RecordingTransport:
 
 def test_keep_alive_pings_the_quiet_and_drops_the_silent() -> None:
     """Quiet for an interval: one ping; quiet for two: the connection is aborted."""
-    from bridge.serving.peer import keep_alive
+    from bridge.wsio.plumbing import keep_alive
 
     protocol = Protocol(Side.SERVER, state=State.OPEN)
     transport = RecordingTransport()

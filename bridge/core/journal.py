@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import NamedTuple
 
-from bridge.core.protocol import EventType, ResumePoint, encode_numbered_events
+from bridge.core.protocol import EventType, ResumePoint, ResyncReason, encode_numbered_events
 
 
 def new_epoch() -> str:
@@ -27,7 +27,7 @@ def new_epoch() -> str:
 class Gap(NamedTuple):
     """Why a resume point cannot be replayed: the client must refetch everything."""
 
-    reason: str
+    reason: ResyncReason
     details: dict[str, object]
 
 
@@ -91,9 +91,9 @@ class Journal:
     def check(self, point: ResumePoint) -> Gap | None:
         """Why ``point`` cannot be replayed from, or None if it can (see :meth:`take`)."""
         if point.epoch != self.epoch:
-            return Gap("epoch-changed", {"epoch": self.epoch})
+            return Gap(ResyncReason.EPOCH_CHANGED, {"epoch": self.epoch})
         if point.since > self.seq:
-            return Gap("unknown-seq", {"seq": self.seq})
+            return Gap(ResyncReason.UNKNOWN_SEQ, {"seq": self.seq})
         taken = self.take(point.since, max_bytes=0)
         return taken if isinstance(taken, Gap) else None
 
@@ -108,9 +108,9 @@ class Journal:
         drains, so it never holds more than one chunk outside the ring."""
         self._trim()
         if self._gaps and self._gaps[-1] >= after:
-            return Gap("redis-reconnected", {})
+            return Gap(ResyncReason.REDIS_RECONNECTED, {})
         if after + 1 < self.first_seq:
-            return Gap("replay-unavailable", {"oldest": self.first_seq})
+            return Gap(ResyncReason.REPLAY_UNAVAILABLE, {"oldest": self.first_seq})
         taken: list[bytes] = []
         size = 0
         for frame in islice(self._frames, after + 1 - self.first_seq, None):

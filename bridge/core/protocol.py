@@ -121,14 +121,25 @@ _FRAME_HEADS: dict[EventType, bytes] = {
 #: The greeting sent first on every connection; clients skip it.
 GREETING: bytes = b'{"type":"job-refresh","data":{"id":"connected"}}'
 
-#: Extension: "events may have been missed, refetch everything" (the web client ignores it).
-RESYNC_TYPE = "resync"
-#: Extension: sent right after the greeting: this bridge's epoch and the last event's ``seq``.
-SESSION_TYPE = "session"
-#: Extension: the bridge lost its Redis subscription; events stop until a ``resync``
-#: (reason ``redis-reconnected``) says it is back.
-REDIS_DOWN_TYPE = "redis-down"
-REDIS_RECONNECTED = "redis-reconnected"
+
+class ControlType(StrEnum):
+    """The messages this project added (docs/protocol.md): the web client ignores them."""
+
+    SESSION = "session"  # right after the greeting: the bridge's epoch, last seq, Redis
+    RESYNC = "resync"  # events may have been missed: refetch everything
+    REDIS_DOWN = "redis-down"  # no events until a redis-reconnected resync says it is back
+    SUBSCRIBED = "subscribed"  # the answer to a subscription frame
+    ERROR = "error"  # ... when it could not be applied
+
+
+class ResyncReason(StrEnum):
+    """Why a ``resync`` was sent."""
+
+    EPOCH_CHANGED = "epoch-changed"  # resuming from another bridge run
+    REPLAY_UNAVAILABLE = "replay-unavailable"  # resuming from events no longer kept
+    UNKNOWN_SEQ = "unknown-seq"  # resuming from a seq ahead of the bridge
+    REDIS_RECONNECTED = "redis-reconnected"  # a Redis subscription was lost meanwhile
+    SLOW_CLIENT = "slow-client"  # this client's events were skipped while it lagged
 
 
 def encode_control(kind: str, **data: object) -> bytes:
@@ -140,19 +151,21 @@ def encode_session(epoch: str, seq: int, *, redis_down_for: float | None = None)
     """``{"type":"session","data":{"epoch":...,"seq":<last seq>,"redis":"up"}}``: where a
     client stands; ``"redis":"down"`` with ``down_seconds`` while the bridge has no Redis."""
     if redis_down_for is None:
-        return encode_control(SESSION_TYPE, epoch=epoch, seq=seq, redis="up")
+        return encode_control(ControlType.SESSION, epoch=epoch, seq=seq, redis="up")
     down = round(redis_down_for, 1)
-    return encode_control(SESSION_TYPE, epoch=epoch, seq=seq, redis="down", down_seconds=down)
+    return encode_control(
+        ControlType.SESSION, epoch=epoch, seq=seq, redis="down", down_seconds=down
+    )
 
 
 def encode_redis_down(down_for: float = 0.0) -> bytes:
     """``{"type":"redis-down","data":{"down_seconds":0.0}}``: no events until a resync."""
-    return encode_control(REDIS_DOWN_TYPE, down_seconds=round(down_for, 1))
+    return encode_control(ControlType.REDIS_DOWN, down_seconds=round(down_for, 1))
 
 
 def encode_resync(reason: str, **details: object) -> bytes:
     """The control message announcing a gap: ``{"type":"resync","data":{"reason":...}}``."""
-    return encode_control(RESYNC_TYPE, reason=reason, **details)
+    return encode_control(ControlType.RESYNC, reason=reason, **details)
 
 
 # Payload bytes that a JSON string can hold as they are: printable ASCII but " and \.
@@ -348,14 +361,14 @@ def _parse_message(message: object, text: str | None) -> Message:
         return _GREETING
     event_type = _TYPES.get(kind)
     if event_type is None:
-        if kind == RESYNC_TYPE:
+        if kind == ControlType.RESYNC:
             return Resync(str(data.get("reason", "unspecified")), data)
-        if kind == SESSION_TYPE:
+        if kind == ControlType.SESSION:
             epoch, seq = data.get("epoch"), data.get("seq")
             if isinstance(epoch, str) and _is_seq(seq):
                 down = _seconds(data.get("down_seconds")) if data.get("redis") == "down" else None
                 return Session(epoch, seq, down)
-        if kind == REDIS_DOWN_TYPE:
+        if kind == ControlType.REDIS_DOWN:
             return RedisDown(_seconds(data.get("down_seconds")))
         return Unknown(kind, data)
     value = data.get(DATA_FIELD[event_type], data.get("id", ""))

@@ -26,7 +26,7 @@ from bridge.core.subscriptions import (
     Subscription,
 )
 from bridge.serving import delivery
-from bridge.serving.peer import ClientConnection
+from bridge.serving.peer import Peer
 
 GroupKey = tuple[Subscription, Delivery]
 
@@ -40,7 +40,7 @@ class Group:
         self.hub = hub
         self.subscription = subscription
         self.delivery = how
-        self.clients: set[ClientConnection] = set()
+        self.clients: set[Peer] = set()
         self.pending: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
 
@@ -97,7 +97,7 @@ class Hub:
     """Every open WebSocket connection, and a non-blocking broadcast to all of them."""
 
     def __init__(self) -> None:
-        self._clients: set[ClientConnection] = set()
+        self._clients: set[Peer] = set()
         self._groups: dict[GroupKey, Group] = {}
         self.deliveries = 0  # messages queued, times clients (for /metrics)
         self.bytes_out = 0  # bytes of those messages on the wire
@@ -106,12 +106,12 @@ class Hub:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def __iter__(self) -> Iterator[ClientConnection]:
+    def __iter__(self) -> Iterator[Peer]:
         return iter(self._clients)
 
     def join(
         self,
-        connection: ClientConnection,
+        connection: Peer,
         first: bytes,
         subscription: Subscription = EVERYTHING,
         how: Delivery = PLAIN,
@@ -126,20 +126,18 @@ class Hub:
         self._clients.add(connection)
         self._group(connection, subscription, how)
 
-    def resubscribe(self, connection: ClientConnection, subscription: Subscription) -> None:
+    def resubscribe(self, connection: Peer, subscription: Subscription) -> None:
         """From the next broadcast on, send ``connection`` what ``subscription`` wants."""
         if connection in self._clients:
             self._ungroup(connection)
             self._group(connection, subscription, connection.delivery)
 
-    def leave(self, connection: ClientConnection) -> None:
+    def leave(self, connection: Peer) -> None:
         if connection in self._clients:
             self._clients.discard(connection)
             self._ungroup(connection)
 
-    def _group(
-        self, connection: ClientConnection, subscription: Subscription, how: Delivery
-    ) -> None:
+    def _group(self, connection: Peer, subscription: Subscription, how: Delivery) -> None:
         key = (subscription, how)
         group = self._groups.get(key)
         if group is None:
@@ -148,7 +146,7 @@ class Hub:
         connection.subscription, connection.delivery = subscription, how
         group.clients.add(connection)
 
-    def _ungroup(self, connection: ClientConnection) -> None:
+    def _ungroup(self, connection: Peer) -> None:
         key = (connection.subscription, connection.delivery)
         group = self._groups.get(key)
         if group is not None:

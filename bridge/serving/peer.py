@@ -5,7 +5,7 @@ a message assembler and the handshake's headers for its whole life: about 14.5 K
 per idle connection here. A bridge's clients mostly sit and receive, so this keeps
 only what a connection needs: the library's protocol object (handshake, framing,
 ping/pong, close, size limit), the transport, and a timestamp. Keepalive is one timer
-for all connections (see :meth:`ClientConnection.keepalive`).
+for all connections (see :meth:`Peer.keepalive`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from websockets.server import ServerProtocol
 
 from bridge.core.loglimit import LogThrottle
 from bridge.core.subscriptions import EVERYTHING, PLAIN
+from bridge.serving.admission import Admission
 from bridge.wsio.plumbing import CLOSE_TIMEOUT, keep_alive, pump
 
-log = logging.getLogger("bridge.connection")
+log = logging.getLogger("bridge.peer")
 
 OPEN_TIMEOUT = 10.0  # a connection that has not completed its handshake by then is dropped
 #: The transport's own buffer is kept this small; what does not fit waits in the
@@ -56,27 +57,27 @@ class Owner(TypingProtocol):
     ``on_open`` if it was accepted, ``on_message`` per text frame, ``on_close`` if it was
     opened, and ``forget`` last, always."""
 
-    def on_request(self, connection: ClientConnection, request: Request) -> Response | None:
+    def on_request(self, connection: Peer, request: Request) -> Response | None:
         """The handshake request: a response refuses it (or answers plain HTTP), None accepts."""
 
-    def on_open(self, connection: ClientConnection, request: Request) -> None:
+    def on_open(self, connection: Peer, request: Request) -> None:
         """Accepted: write the first frames (greeting, session...) and join the broadcast."""
 
-    def on_message(self, connection: ClientConnection, data: bytes) -> None:
+    def on_message(self, connection: Peer, data: bytes) -> None:
         """A whole text message from the client, valid UTF-8, within the read budget."""
 
-    def on_close(self, connection: ClientConnection) -> None:
+    def on_close(self, connection: Peer) -> None:
         """An opened connection is gone: it gets no more broadcasts."""
 
-    def forget(self, connection: ClientConnection) -> None:
+    def forget(self, connection: Peer) -> None:
         """The TCP connection is gone (opened or not): drop every reference to it."""
 
-    def on_caught_up(self, connection: ClientConnection) -> bytes:
+    def on_caught_up(self, connection: Peer) -> bytes:
         """A client whose events were skipped has drained: the framed message it gets first."""
         ...
 
 
-class ClientConnection(asyncio.Protocol):
+class Peer(asyncio.Protocol):
     """A client connection from accept to close; see the module docstring.
 
     Everything it sends goes one way: straight to the transport while that holds less
@@ -102,8 +103,10 @@ class ClientConnection(asyncio.Protocol):
         "_reading_paused",
         "_slow_timeout",
         "_timer",
+        "admission",
         "delivery",
         "expires_at",
+        "lagging",
         "last_seen",
         "opened",
         "peer",
@@ -133,7 +136,10 @@ class ClientConnection(asyncio.Protocol):
         self._last_read = clock()
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
-        self.skipped = -1  # batches not sent while over the buffer bound; -1: not lagging
+        self.lagging = False  # over the buffer bound: its events are skipped
+        self.skipped = 0  # ...how many batches so far
+        #: What it asked for on the upgrade (set by the owner's on_request).
+        self.admission = Admission()
         self._paused = False  # the transport holds TRANSPORT_HIGH: queue what follows
         self._queue: deque[bytes] | None = None  # created when first needed
         self._queued = 0  # bytes in the queue
@@ -288,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         """The transport drained: move queued frames (or the replay) on, as far as they fit."""
         self._paused = False
-        if self._pull is not None and self._timer is not None and self.skipped < 0:
+        if self._pull is not None and self._timer is not None and not self.lagging:
             self._timer.cancel()
             self._timer = None
         self._drain()
@@ -311,11 +317,11 @@ class ClientConnection(asyncio.Protocol):
                     transport.write(chunk)
             else:
                 break
-        if not self._queue and not self._paused and self.skipped >= 0:
+        if not self._queue and not self._paused and self.lagging:
             self._caught_up()
 
     def _caught_up(self) -> None:
-        skipped, self.skipped = self.skipped, -1
+        skipped, self.skipped, self.lagging = self.skipped, 0, False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -324,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _lag(self) -> None:
         """Past max_buffer: skip this client's events (bounded memory), close it if it stays."""
-        self.skipped = 0
+        self.lagging, self.skipped = True, 0
         log.warning(
             "Client %s is not reading (over %d bytes behind): skipping its events; "
             "closing it in %.0fs unless it catches up",
@@ -375,7 +381,7 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Queue whole, already framed messages (the hub's broadcast); skipped while lagging."""
-        if self.skipped >= 0:
+        if self.lagging:
             self.skipped += 1
         elif self.protocol.state is State.OPEN and self.transport is not None:
             if not self._paused and self._pull is None and not self._queue:
