@@ -22,7 +22,7 @@ from textual.widgets import Footer, Sparkline, Static
 from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
 from bbb_tui.monitor import KINDS, Monitor
-from bbb_tui.publisher import Publisher
+from bbb_tui.publisher import TestEventPublisher
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
@@ -120,7 +120,7 @@ class BbbApp(App[None]):
         self.monitor = Monitor(
             self.cache, capacity=self.settings.log_lines, clock=clock, wallclock=wallclock
         )
-        self.publisher = Publisher(self.settings.redis_url, self.settings.prefix)
+        self.publisher = TestEventPublisher(self.settings.redis_url, self.settings.prefix)
         self.client = BridgeClient(
             self.settings.url,
             self.monitor.feed_many,
@@ -325,7 +325,7 @@ class BbbApp(App[None]):
         self.monitor.set_paused(not self.monitor.paused)
         if not self.monitor.paused and self._refilter_on_resume:
             self._refilter_on_resume = False
-            self.event_log.replace(self.monitor.replay())  # the filter changed meanwhile
+            self.event_log.replace(self.monitor.visible_lines())  # the filter changed meanwhile
         self._update_log_title()
         self.flush(force=True)  # on resume, the held lines appear now, not on the next tick
 
@@ -343,7 +343,7 @@ class BbbApp(App[None]):
         if self.monitor.paused:
             self._refilter_on_resume = True  # a paused log does not change until resumed
         else:
-            self.event_log.replace(self.monitor.replay())
+            self.event_log.replace(self.monitor.visible_lines())
         self._update_log_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -13,6 +13,7 @@ import json
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
 from itertools import islice
 
 from bbb_tui.cache import QueryCache
@@ -34,7 +35,17 @@ from bridge.core.protocol import (
 )
 from bridge.core.sanitize import fit
 
-INFO, UNKNOWN, MALFORMED = "info", "unknown", "malformed"
+
+class LineKind(StrEnum):
+    """The log's own kinds of line, beside the eight event types (a line's kind is one or
+    the other: both are strings, for the filter and the colours)."""
+
+    UNKNOWN = "unknown"  # valid JSON of a type this client does not know
+    MALFORMED = "malformed"  # not a message at all
+    INFO = "info"  # what the monitor itself says (connections, resyncs, publishes)
+
+
+INFO, UNKNOWN, MALFORMED = LineKind.INFO, LineKind.UNKNOWN, LineKind.MALFORMED
 #: Every kind of log line, in the order filters list them.
 KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INFO)
 # Padded to the common kinds' width; the rare longest one just pushes its line along.
@@ -141,7 +152,7 @@ class Monitor:
         self._second = -1
         self._stamp = ""
 
-    # -- fed by the reader task ------------------------------------------------
+    # -- fed by the connection, one network read at a time --------------------
 
     def feed(self, frame: str | bytes) -> None:
         """Take one frame off the wire."""
@@ -310,7 +321,7 @@ class Monitor:
             return []
         return self._visible(islice(self.entries, len(self.entries) - new, None))
 
-    def replay(self) -> list[str]:
+    def visible_lines(self) -> list[str]:
         """Every kept line that passes the filter: rebuilds the log after clear/filter/resume."""
         self._new = 0
         return self._visible(self.entries)

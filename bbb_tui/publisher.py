@@ -9,7 +9,7 @@ from redis.backoff import NoBackoff
 from bridge.core.protocol import EventType, channel_name
 
 
-class Publisher:
+class TestEventPublisher:
     """PUBLISH on the real channels; a lazily opened client that fails fast when Redis is away."""
 
     def __init__(self, url: str, prefix: str) -> None:

@@ -119,7 +119,7 @@ def test_monitor_drain_returns_only_new_lines_and_nothing_while_paused() -> None
     monitor.feed(encode_event(EventType.JOB_REFRESH, "b"))
     assert (monitor.drain(), monitor.held) == ([], 1)
     monitor.set_paused(False)
-    assert [line.split()[-1] for line in monitor.replay()] == ["jobId=a", "jobId=b"]
+    assert [line.split()[-1] for line in monitor.visible_lines()] == ["jobId=a", "jobId=b"]
 
 
 def test_monitor_log_ring_is_bounded_but_counts_everything() -> None:
@@ -139,9 +139,9 @@ def test_monitor_filter_hides_other_kinds() -> None:
     monitor.feed(encode_event(EventType.JOB_REFRESH, "a"))
     monitor.feed(encode_event(EventType.QUEUE_REFRESH, "q"))
     monitor.shown = frozenset({"queue-refresh"})
-    assert [line.split()[-1] for line in monitor.replay()] == ["queueName=q"]
+    assert [line.split()[-1] for line in monitor.visible_lines()] == ["queueName=q"]
     monitor.shown = frozenset(KINDS)
-    assert len(monitor.replay()) == 2
+    assert len(monitor.visible_lines()) == 2
 
 
 def test_clean_keeps_hostile_text_on_one_bounded_line() -> None:

@@ -13,7 +13,7 @@ from bridge.config import (
     settings_from,
 )
 from bridge.core.backoff import Backoff
-from bridge.core.loglimit import LogThrottle
+from bridge.core.loglimit import LogLimiter
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
@@ -33,7 +33,7 @@ def test_backoff_jitter_is_full_but_floored() -> None:
 def test_log_throttle_allows_once_per_interval_and_counts_the_rest() -> None:
     """Within one interval a key is allowed once; the next yes reports what was swallowed."""
     now = [0.0]
-    throttle = LogThrottle(1.0, clock=lambda: now[0])
+    throttle = LogLimiter(1.0, clock=lambda: now[0])
     assert throttle.allow("a") == 0
     assert throttle.allow("a") is None
     assert throttle.allow("a") is None
@@ -45,7 +45,7 @@ def test_log_throttle_allows_once_per_interval_and_counts_the_rest() -> None:
 def test_log_throttle_table_stays_bounded() -> None:
     """Hostile, ever-new keys never grow the table past its bound."""
     now = [0.0]
-    throttle = LogThrottle(1.0, max_keys=16, clock=lambda: now[0])
+    throttle = LogLimiter(1.0, max_keys=16, clock=lambda: now[0])
     for i in range(1000):
         now[0] = i * 0.2  # a few new keys per interval, under the global cap
         assert throttle.allow(f"k{i}") == 0
@@ -56,7 +56,7 @@ def test_log_throttle_caps_all_keys_together_and_counts_the_rest() -> None:
     """A flood of distinct keys gets max_per_interval yeses per interval; the rest are counted
     and handed over once, after their interval ended."""
     now = [0.0]
-    throttle = LogThrottle(1.0, max_per_interval=3, clock=lambda: now[0])
+    throttle = LogLimiter(1.0, max_per_interval=3, clock=lambda: now[0])
     said = [throttle.allow(f"k{i}") for i in range(100)]
     assert said.count(0) == 3 and said.count(None) == 97
     assert throttle.overflow() == 0  # not before the interval is over

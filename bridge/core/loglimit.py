@@ -1,4 +1,5 @@
-"""Rate-limited logging for input we do not control (unknown channels, odd payloads)."""
+"""Rate-limited logging for input we do not control (unknown channels, odd requests): a
+log limiter, not to be confused with the protocol's throttle (an event window)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 from collections.abc import Callable
 
 
-class LogThrottle:
+class LogLimiter:
     """Say yes at most once per ``interval`` per key, and count what it swallowed.
 
     Keys come from the outside world (channel suffixes), so the table is bounded:

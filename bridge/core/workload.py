@@ -33,7 +33,7 @@ FAIL_RATIO = 0.1
 LOG_CHANCE_PER_SECOND = 0.1  # per active job
 MAX_ACTIVE = 40  # jobs the workers have in hand at most
 
-Event = tuple[EventType, str]
+Published = tuple[EventType, str]  # an event as a publisher sends it
 
 
 #: The rates the workload can be run at, in job changes per second: each step is plain
@@ -63,10 +63,10 @@ class Workload:
         """The drifting rate: ``rate`` +-50% over a two-minute cycle."""
         return max(self.rate * (1 + 0.5 * math.sin(self.now * 2 * math.pi / 120)), 0.0)
 
-    def step(self, dt: float) -> list[Event]:
+    def step(self, dt: float) -> list[Published]:
         """Advance ``dt`` seconds; return the events published meanwhile, in order."""
         self.now += dt
-        events: list[Event] = []
+        events: list[Published] = []
         changed: list[str] = []
 
         self._carry += self.current_rate() * dt

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 
-from bridge.core.loglimit import LogThrottle
+from bridge.core.loglimit import LogLimiter
 
 log = logging.getLogger("bridge")
 
@@ -38,12 +38,12 @@ class LoopErrors:
     RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
     def __init__(self) -> None:
-        self._throttle = LogThrottle(1.0, max_per_interval=5)
+        self._log_limit = LogLimiter(1.0, max_per_interval=5)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         message = str(context.get("message", "event loop error"))
         exc = context.get("exception")
-        suppressed = self._throttle.allow(message)
+        suppressed = self._log_limit.allow(message)
         if suppressed is None:
             return
         more = f" (+{suppressed} more since last report)" if suppressed else ""

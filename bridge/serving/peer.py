@@ -26,7 +26,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from bridge.core.loglimit import LogThrottle
+from bridge.core.loglimit import LogLimiter
 from bridge.core.subscriptions import EVERYTHING, PLAIN
 from bridge.serving.admission import Admission
 from bridge.wsio.plumbing import CLOSE_TIMEOUT, keep_alive, pump
@@ -49,7 +49,7 @@ READ_RATE = 100.0
 #: budget goes.
 READ_CHUNK = 1024
 #: What cannot be parsed as WebSocket or HTTP is logged at most once a second, with a count.
-_protocol_errors = LogThrottle(1.0)
+_protocol_errors = LogLimiter(1.0)
 
 
 class Owner(TypingProtocol):

@@ -20,7 +20,7 @@ from websockets.http11 import Request, Response
 from bridge.checks import split_redis_urls
 from bridge.config import Settings
 from bridge.core.journal import Journal
-from bridge.core.loglimit import LogThrottle
+from bridge.core.loglimit import LogLimiter
 from bridge.core.protocol import EventType, ResyncReason, encode_redis_down, encode_resync
 from bridge.core.subscriptions import Delivery, Subscription
 from bridge.ops.lifecycle import STOP_SIGNALS, LoopErrors
@@ -69,7 +69,7 @@ class Bridge:
         self._connections: set[Peer] = set()  # open or opening
         self._all_gone = asyncio.Event()  # set whenever _connections is empty
         self._tasks: list[asyncio.Task[None]] = []
-        self._refusals = LogThrottle(1.0)
+        self._refusals = LogLimiter(1.0)
         self.metrics = Metrics(self.readings)
 
     @property

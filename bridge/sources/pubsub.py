@@ -23,7 +23,7 @@ from bridge.checks import tls_context
 READ_SIZE = 1 << 18  # bytes per read: a burst arrives in few reads
 
 
-class SubscriptionError(ConnectionError):
+class RedisRefused(ConnectionError):
     """Redis refused the connection, the credentials or the subscription (one line)."""
 
 
@@ -72,7 +72,7 @@ class PatternSubscription:
                 writer.write(command("PSUBSCRIBE", pattern))
                 reply = await subscription._reply()
                 if not (isinstance(reply, list) and reply[:1] == [b"psubscribe"]):
-                    raise SubscriptionError(f"unexpected reply to PSUBSCRIBE: {reply!r}"[:200])
+                    raise RedisRefused(f"unexpected reply to PSUBSCRIBE: {reply!r}"[:200])
             except BaseException:
                 await subscription.close()
                 raise
@@ -87,7 +87,7 @@ class PatternSubscription:
             try:
                 reply = self._parser.gets()
             except hiredis.ProtocolError as exc:
-                raise SubscriptionError(f"not a Redis reply: {exc}") from None
+                raise RedisRefused(f"not a Redis reply: {exc}") from None
             if reply is not False:
                 break
             data = await self._reader.read(READ_SIZE)
@@ -95,7 +95,7 @@ class PatternSubscription:
                 raise ConnectionError("Redis closed the connection")
             self._parser.feed(data)
         if isinstance(reply, hiredis.ReplyError):
-            raise SubscriptionError(str(reply))
+            raise RedisRefused(str(reply))
         return reply
 
     async def read_batch(self, timeout: float) -> list[tuple[bytes, bytes]] | None:
@@ -120,9 +120,9 @@ class PatternSubscription:
                 if type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
                     messages.append((reply[2], reply[3]))
                 elif isinstance(reply, hiredis.ReplyError):
-                    raise SubscriptionError(str(reply))
+                    raise RedisRefused(str(reply))
         except hiredis.ProtocolError as exc:  # not Redis at the other end, or a broken stream
-            raise SubscriptionError(f"not a Redis reply: {exc}") from None
+            raise RedisRefused(f"not a Redis reply: {exc}") from None
         return messages
 
     def ping(self) -> None:

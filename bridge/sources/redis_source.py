@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from bridge.checks import redact
 from bridge.core.backoff import Backoff
-from bridge.core.loglimit import LogThrottle
+from bridge.core.loglimit import LogLimiter
 from bridge.core.protocol import EventType, channel_table, decode_payload, subscription_pattern
 from bridge.sources.pubsub import PatternSubscription
 
@@ -74,8 +74,8 @@ class RedisSource:
         self.max_payload = max_payload
         self._backoff = backoff or Backoff(base=0.1, cap=RETRY_CAP)
         self._stall_timeout = stall_timeout
-        self._throttle = LogThrottle(1.0)
-        self._down_log = LogThrottle(DOWN_LOG_INTERVAL)
+        self._log_limit = LogLimiter(1.0)
+        self._down_log = LogLimiter(DOWN_LOG_INTERVAL)
         self.state = SourceState.CONNECTING
         self.subscribed = asyncio.Event()
         self._down_since = time.monotonic()  # down from the start, until first subscribed
@@ -127,7 +127,7 @@ class RedisSource:
         subscription = await PatternSubscription.open(self.url, self.pattern)
         try:
             self._backoff.reset()
-            self._down_log = LogThrottle(DOWN_LOG_INTERVAL)  # the next outage is news again
+            self._down_log = LogLimiter(DOWN_LOG_INTERVAL)  # the next outage is news again
             reconnect = self._ever_up
             down_for = self._set_state(SourceState.SUBSCRIBED)
             log.info(
@@ -183,9 +183,9 @@ class RedisSource:
 
     def _drop(self, why: str, key: str, detail: str) -> None:
         self.dropped_by[why] += 1
-        if overflow := self._throttle.overflow():
+        if overflow := self._log_limit.overflow():
             log.warning("Dropped %d more message(s) not reported one by one (too many)", overflow)
-        suppressed = self._throttle.allow(f"{why}:{key}")
+        suppressed = self._log_limit.allow(f"{why}:{key}")
         if suppressed is not None:
             more = f" (+{suppressed} more since last report)" if suppressed else ""
             log.warning("Dropped message: %s %r%s%s", why, key[:200], detail, more)
