@@ -173,9 +173,9 @@ def configure_logging(level: str, kind: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(kind))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    # websockets logs every handshake at INFO; ours are the ones that matter.
-    websockets_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
-    logging.getLogger("websockets").setLevel(websockets_level)
+    # websockets logs every handshake at INFO, and at DEBUG every frame, whatever a client
+    # puts in it (its token, even): ours are the lines that matter, at every level.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

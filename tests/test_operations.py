@@ -9,8 +9,10 @@ import re
 import signal
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from bridge.core.protocol import EventType
 from bridge.serving.server import Bridge
@@ -214,3 +216,42 @@ async def test_the_example_environment_file_starts_a_ready_bridge(
     await bridge.wait_line("Subscribed to Redis channels")
     status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
     assert (status, body["status"]) == (200, "ok")
+
+
+async def test_stopping_during_a_restart_wait_is_prompt_and_clean(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> None:
+    """SIGTERM to the parent while it waits to restart a dead worker: the other worker's
+    client gets 1001 and the parent exits 0 at once (it waited out the delay, then 1)."""
+    parent = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+        "--redis-url", redis_server.url, "--prefix", prefix,
+    )  # fmt: skip
+    pids = (await parent.wait_line(r"Started 2 workers \(pids (\d+), (\d+)\)")).groups()
+    port = int((await parent.wait_line(r"\[w2\] .*listening on port (\d+)")).group(1))
+    await parent.wait_line(r"\[w1\] .*listening on port")
+    ws = None
+    for _ in range(50):  # the kernel spreads connections: keep one that landed on worker 2
+        candidate = await connect(f"ws://127.0.0.1:{port}")
+        await expect_greeting(candidate)
+        line = await parent.wait_line(r"\[w(\d)\] Client connected")
+        parent.lines.clear()
+        if line.group(1) == "2":
+            ws = candidate
+            break
+        await candidate.close()
+    assert ws is not None
+    async with ws:
+        for _ in range(4):  # a worker that keeps dying young: the waits grow
+            os.kill(int(pids[0]), signal.SIGKILL)
+            await parent.wait_line(r"Worker 1 exited with code -9; restarting it")
+            pid = (await parent.wait_line(r"Worker 1 restarted \(pid (\d+)\)", 40)).group(1)
+            pids = (pid, pids[1])
+            parent.lines.clear()
+        os.kill(int(pids[0]), signal.SIGKILL)
+        await parent.wait_line(r"Worker 1 exited with code -9; restarting it")
+        parent.send_signal(signal.SIGTERM)
+        assert await parent.wait(timeout=5) == 0
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1001

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from bridge.core.sanitize import ELLIPSIS, ESCAPE, cells, fit, is_forbidden, sanitize
-from bridge.ops.logformat import formatter
+from bridge.ops.logformat import formatter, redact_secrets
 from bridge.tools.tail import as_json_line
 
 #: What attackers send: escape sequences of every family, C1 controls, bidi overrides,
@@ -154,3 +154,18 @@ def test_log_lines_are_sanitized_line_by_line() -> None:
     assert "\\x1b]0;t\\x07\\u202e" in text and not any(is_forbidden(c) for c in text)
     assert json.loads(formatter("json").format(record))["message"] == "got \x1b]0;t\x07\u202e"
     assert formatter("json").format(record).isascii()
+
+
+def test_the_log_redacts_tokens_however_they_are_spelled() -> None:
+    """Tokens in a query (percent-escaped or not), a header, or bare (a JWT) become ***;
+    an escaped newline does not start a forged line."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJpYXQiOjF9.c2lnbmF0dXJl"
+    for line in (
+        f"< GET /?token={jwt} HTTP/1.1",
+        "< GET /?%74oken=" + "".join(f"%{ord(c):02x}" for c in jwt) + " HTTP/1.1",
+        f"< Authorization: Bearer {jwt}",
+        f"frame {jwt}",
+    ):
+        redacted = redact_secrets(line)
+        assert "c2lnbmF0dXJl" not in redacted and "***" in redacted, redacted
+    assert "\n" not in redact_secrets("/?x=%0a2026-01-01 INFO forged")

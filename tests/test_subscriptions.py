@@ -236,3 +236,33 @@ def test_the_hub_selects_exactly_what_each_subscription_wants(
         expected = [f for f, (t, p) in zip(frames, events, strict=True) if subscription.wants(t, p)]
         assert chosen == expected
         assert counts == Counter(t for t, p in events if subscription.wants(t, p))
+
+
+async def test_a_subscription_change_during_a_replay_holds(
+    bridge: Bridge, publish: Publisher
+) -> None:
+    """A client that unsubscribes while its replay is still being sent gets none of those
+    events after the answer: neither from the rest of the replay nor live."""
+    async with connect(f"ws://127.0.0.1:{bridge.port}/") as ws:
+        session = await expect_greeting(ws)
+    pipe = publish.client.pipeline(transaction=False)
+    for n in range(3000):
+        pipe.publish(publish.channel(EventType.SINGLE_JOB_REFRESH), f"{n:04d}" + "x" * 1000)
+    await pipe.execute()
+    await wait_for(lambda: bridge.journal.seq == session["seq"] + 3000)
+    query = f"?since={session['seq']}&epoch={session['epoch']}"
+    async with connect(f"ws://127.0.0.1:{bridge.port}/{query}", max_size=2**20) as ws:
+        await ws.send('{"action": "unsubscribe", "types": ["single-job-refresh"]}')
+        await publish(EventType.SINGLE_JOB_REFRESH, "live")
+        await publish(EventType.QUEUE_REFRESH, "end")
+        after_answer: list[str] = []
+        answered = False
+        while True:
+            message = await recv_json(ws)
+            if message["type"] == "subscribed":
+                answered = True
+            elif answered:
+                after_answer.append(message["type"])
+                if message["data"].get("queueName") == "end":
+                    break
+    assert after_answer == ["queue-refresh"]

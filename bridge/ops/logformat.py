@@ -16,6 +16,7 @@ import logging
 import os
 import re
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from bridge.core.sanitize import sanitize
 
@@ -29,10 +30,17 @@ _SECRETS = [
 
 
 def redact_secrets(text: str) -> str:
-    """``text`` with every token and password it holds replaced by ``***``."""
+    """``text`` with every token and password it holds replaced by ``***``; words with
+    percent-escapes are decoded first (``%74oken=%65yJ...`` is a token too), their
+    control characters escaped so that a ``%0a`` cannot start a forged line."""
+    if "%" in text:
+        text = _ESCAPED_WORD.sub(lambda m: sanitize(unquote(m.group())), text)
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+_ESCAPED_WORD = re.compile(r"\S*%[0-9A-Fa-f]{2}\S*")
 
 
 LOG_FORMATS = ("text", "json")

@@ -80,20 +80,24 @@ async def run_workers(argv: Sequence[str], count: int, overrides: Sequence[str])
             "Started %d workers (pids %s)", count, ", ".join(str(w.pid) for w in workers.values())
         )
         stop = asyncio.create_task(stopping.wait())
+        restarts: dict[int, float] = {}  # worker -> when to start it again
         while True:
             exits = {asyncio.create_task(w.wait()): i for i, w in workers.items()}
-            done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
+            wake = min(restarts.values(), default=None)
+            timeout = None if wake is None else max(wake - loop.time(), 0.0)
+            done, _ = await asyncio.wait(
+                {stop, *exits}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in exits:
                 task.cancel()
-            if stop in done:
+            if stop in done:  # even during a restart's wait: stopping comes first
                 return await _stop_all(workers)
             for task in done:
                 index = exits[task]
-                code = workers[index].returncode
+                code = workers.pop(index).returncode
                 ever_listened = listened(index)
                 if code == 0:  # stopped on purpose (a signal to that worker alone)
                     log.info("Worker %d stopped", index)
-                    del workers[index]
                     continue
                 if not ever_listened and code is not None and code > 0:
                     log.error("Worker %d exited with code %s at start; stopping", index, code)
@@ -103,13 +107,16 @@ async def run_workers(argv: Sequence[str], count: int, overrides: Sequence[str])
                 if loop.time() - started[index] >= STABLE_AFTER:
                     backoff.reset()
                 delay = backoff.next_delay()
+                restarts[index] = loop.time() + delay
                 log.warning(
                     "Worker %d exited with code %s; restarting it in %.1fs", index, code, delay
                 )
-                await asyncio.sleep(delay)
-                await spawn(index)
-                log.info("Worker %d restarted (pid %d)", index, workers[index].pid)
-            if not workers:
+            for index, when in list(restarts.items()):
+                if when <= loop.time():
+                    del restarts[index]
+                    await spawn(index)
+                    log.info("Worker %d restarted (pid %d)", index, workers[index].pid)
+            if not workers and not restarts:
                 return 0
     finally:
         for sig in STOP_SIGNALS:
@@ -137,4 +144,5 @@ async def _stop_all(workers: dict[int, asyncio.subprocess.Process]) -> int:
             worker.send_signal(signal.SIGTERM)
     waits = [asyncio.wait_for(w.wait(), STOP_TIMEOUT) for w in workers.values()]
     results = await asyncio.gather(*waits, return_exceptions=True)
-    return 0 if all(r == 0 for r in results) else 1
+    # A worker our SIGTERM caught before it could handle it (just restarted) stopped too.
+    return 0 if all(r in (0, -signal.SIGTERM) for r in results) else 1

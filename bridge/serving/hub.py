@@ -109,6 +109,9 @@ class Hub:
     def __iter__(self) -> Iterator[Peer]:
         return iter(self._clients)
 
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._clients
+
     def join(
         self,
         connection: Peer,

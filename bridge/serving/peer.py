@@ -18,8 +18,10 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Protocol as TypingProtocol
 
+from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
@@ -29,6 +31,7 @@ from websockets.server import ServerProtocol
 from bridge.core.loglimit import LogLimiter
 from bridge.core.subscriptions import EVERYTHING, PLAIN
 from bridge.serving.admission import Admission
+from bridge.serving.http import refusal
 from bridge.wsio.plumbing import CLOSE_TIMEOUT, keep_alive, pump
 
 log = logging.getLogger("bridge.peer")
@@ -45,6 +48,12 @@ KERNEL_SEND_BUFFER = 256 * 1024
 #: more wait in the client's own TCP buffer, so one client's pings or subscription
 #: frames cannot take the event loop from the others. --max-client-rate closes instead.
 READ_RATE = 100.0
+#: An upgrade request larger than this is answered 431 (browsers send a few hundred bytes,
+#: a few KiB with cookies): a handshake in progress holds at most this much.
+MAX_HANDSHAKE = 16 * 1024
+HEADERS_TOO_LARGE = refusal(
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large"
+).serialize()
 #: Bytes handed to the protocol at a time: a large read is parsed only as far as the
 #: budget goes.
 READ_CHUNK = 1024
@@ -104,6 +113,7 @@ class Peer(asyncio.Protocol):
         "_slow_timeout",
         "_timer",
         "admission",
+        "answered",
         "delivery",
         "expires_at",
         "lagging",
@@ -169,6 +179,8 @@ class Peer(asyncio.Protocol):
         self._expiry: asyncio.TimerHandle | None = None
         #: A complete HTTP answer to send at once, before reading anything (over a limit).
         self.refuse_with: bytes | None = None
+        #: Answered as plain HTTP (or refused): what the client sends next is not read.
+        self.answered = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -176,9 +188,7 @@ class Peer(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if self.refuse_with is not None:  # answered before the request: read and drop it
-            transport.write(self.refuse_with)
-            transport.write_eof()
-            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+            self._answer(self.refuse_with)
             return
         transport.set_write_buffer_limits(high=TRANSPORT_HIGH, low=TRANSPORT_HIGH // 4)
         sock = transport.get_extra_info("socket")
@@ -189,17 +199,29 @@ class Peer(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
 
     def data_received(self, data: bytes) -> None:
-        if self.refuse_with is not None:
-            return
+        if self.answered:
+            return  # dropped: a pipelined request, a body, anything after the answer
         self.last_seen = asyncio.get_running_loop().time()
         self._inbox += data
+        if not self.opened:
+            if len(self._inbox) > MAX_HANDSHAKE:
+                self._answer(HEADERS_TOO_LARGE)  # not a handshake anyone sends
+                return
+            method = bytes(self._inbox[:8]).partition(b" ")[0]
+            if b" " in self._inbox[:8] and method not in (b"GET", b"HEAD"):
+                # websockets' parser refuses other methods' bodies without an answer:
+                # the owner answers (405) from the request line alone.
+                head = Request("/", Headers(), method=method.decode("latin-1"))
+                response = self._owner.on_request(self, head)
+                self._answer(response.serialize() if response else HEADERS_TOO_LARGE)
+                return
         self._consume()
 
     def _consume(self) -> None:
         """Hand the client's bytes to the protocol, a chunk at a time, while the budget lasts."""
         inbox = self._inbox
         try:
-            while inbox and not self._out_of_budget():
+            while inbox and not self.answered and not self._out_of_budget():
                 chunk = bytes(inbox[:READ_CHUNK])
                 del inbox[:READ_CHUNK]
                 self.protocol.receive_data(chunk)
@@ -278,7 +300,7 @@ class Peer(asyncio.Protocol):
         self.abort()
 
     def eof_received(self) -> bool | None:
-        if self.refuse_with is not None:
+        if self.answered:
             return None  # closes
         self.protocol.receive_eof()
         self._flush()
@@ -427,11 +449,26 @@ class Peer(asyncio.Protocol):
 
     # -- internals ----------------------------------------------------------------
 
+    def _answer(self, data: bytes) -> None:
+        """Send a complete HTTP answer and end the connection: half-close, read nothing
+        more, and drop it if the client has not closed its side within CLOSE_TIMEOUT."""
+        self.answered = True
+        self._inbox.clear()
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self.transport.write(data)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
     def _on_request(self, request: Request) -> None:
         response = self._owner.on_request(self, request)
-        if response is None:
-            response = self.protocol.accept(request)
-        self.protocol.send_response(response)
+        if response is not None:  # plain HTTP, or a refusal: answered here, not by the
+            self._answer(response.serialize())  # protocol (which asserts on a pipelined one)
+            return
+        self.protocol.send_response(self.protocol.accept(request))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -442,7 +479,7 @@ class Peer(asyncio.Protocol):
                 delay = max(self.expires_at - time.time(), 0.0)
                 self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
             self._owner.on_open(self, request)
-        # A refusal (or a plain HTTP answer such as /healthz): the protocol closes.
+        # Else websockets refused the upgrade itself (a missing key...): the protocol closes.
 
     def _flush(self) -> None:
         """Send what the protocol has to send: pongs go the way of every frame (queued, or

@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.core.journal import Journal
 from bridge.core.loglimit import LogLimiter
 from bridge.core.protocol import EventType, ResyncReason, encode_redis_down, encode_resync
-from bridge.core.subscriptions import Delivery, Subscription
+from bridge.core.subscriptions import Delivery
 from bridge.ops.lifecycle import STOP_SIGNALS, LoopErrors
 from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics, Readings
 from bridge.serving.admission import Admission, Refused, admit, check_request
@@ -260,11 +260,12 @@ class Bridge:
             )
             return
         connection.write(text_frames(frames))
-        join = functools.partial(self._join_after_replay, connection, admission.subscription, how)
+        connection.subscription = admission.subscription  # changed by its frames meanwhile
+        join = functools.partial(self._join_after_replay, connection, how)
         replay = Replay(
             self.journal,
             point.since,
-            admission.subscription,
+            lambda: connection.subscription,
             stats=self.stats,
             alive=lambda: connection in self._connections,
             redis_down_for=lambda: self.source.down_for,
@@ -273,9 +274,9 @@ class Bridge:
         connection.replay(replay)
 
     def _join_after_replay(
-        self, connection: Peer, subscription: Subscription, how: Delivery, last: bytes, summary: str
+        self, connection: Peer, how: Delivery, last: bytes, summary: str
     ) -> None:
-        self.hub.join(connection, last, subscription, how)
+        self.hub.join(connection, last, connection.subscription, how)
         log.info(
             "Client connected from %s (%d connected); %s", connection.peer, len(self.hub), summary
         )
@@ -286,7 +287,10 @@ class Bridge:
             return
         subscription, answer = answer_action(connection.subscription, data)
         if subscription is not None:
-            self.hub.resubscribe(connection, subscription)
+            if connection in self.hub:
+                self.hub.resubscribe(connection, subscription)
+            else:  # still replaying: the replay, then the broadcast, go by it
+                connection.subscription = subscription
         connection.write(answer)
 
     def on_close(self, connection: Peer) -> None:

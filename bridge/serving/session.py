@@ -64,7 +64,7 @@ class Replay:
         self,
         journal: Journal,
         since: int,
-        subscription: Subscription,
+        subscription: Callable[[], Subscription],
         *,
         stats: BridgeStats,
         alive: Callable[[], bool],
@@ -88,8 +88,9 @@ class Replay:
             taken = journal.take(self.cursor, REPLAY_CHUNK)
             if not isinstance(taken, Gap):
                 self.cursor += len(taken)
-                if not self._subscription.everything:
-                    taken = [f for f in taken if _wanted(self._subscription, f)]
+                wanted = self._subscription()  # as it is now: it may change mid-replay
+                if not wanted.everything:
+                    taken = [f for f in taken if _wanted(wanted, f)]
                 self.sent += len(taken)
                 stats.replayed += len(taken)
                 return text_frames(taken)
