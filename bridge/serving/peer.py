@@ -188,7 +188,11 @@ class Peer(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if self.refuse_with is not None:  # answered before the request: read and drop it
-            self._answer(self.refuse_with)
+            if self.refuse_with:
+                self._answer(self.refuse_with)
+            else:  # not even that: too many are being refused
+                self.answered = True
+                transport.abort()
             return
         transport.set_write_buffer_limits(high=TRANSPORT_HIGH, low=TRANSPORT_HIGH // 4)
         sock = transport.get_extra_info("socket")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import resource
 import time
 from http import HTTPStatus
 
@@ -29,6 +30,7 @@ from bridge.serving.admission import Admission, Refused, admit, check_request
 from bridge.serving.delivery import negotiated_deflate
 from bridge.serving.http import TOO_MANY, plain_answer, refusal
 from bridge.serving.hub import Hub
+from bridge.serving.listener import Listener
 from bridge.serving.peer import Peer
 from bridge.serving.session import Replay, answer_action, opening_frames
 from bridge.sources.redis_source import RedisSource, SourceState
@@ -40,6 +42,21 @@ log = logging.getLogger("bridge")
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
 RESYNC_SLOW_CLIENT = text_frame(encode_resync(ResyncReason.SLOW_CLIENT))
+#: File descriptors kept for everything but client connections (Redis, the listening
+#: sockets, logs, the process's own).
+RESERVED_FILES = 64
+#: Connections answered 503 at once (and closing) at most; past it, closed without a word.
+MAX_REFUSING = 32
+
+
+def connections_the_files_allow() -> int:
+    """How many connections the open-files limit leaves room for (see RESERVED_FILES)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(soft - RESERVED_FILES - MAX_REFUSING, 8)
+
+
 REDIS_DOWN_FRAME = encode_redis_down()
 
 
@@ -65,8 +82,13 @@ class Bridge:
             on_up=self._on_redis_up,
             stall_timeout=settings.redis_timeout,
         )
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
         self._connections: set[Peer] = set()  # open or opening
+        self._refusing: set[Peer] = set()  # answered 503, closing
+        #: Open files for clients: past it, accepting waits (see Listener).
+        self._files = connections_the_files_allow()
+        #: Connections (open or opening) past which new ones are refused (503).
+        self.connection_limit = settings.max_connections or self._files
         self._all_gone = asyncio.Event()  # set whenever _connections is empty
         self._tasks: list[asyncio.Task[None]] = []
         self._refusals = LogLimiter(1.0)
@@ -74,20 +96,31 @@ class Bridge:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "start() first"
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        assert self._listener is not None, "start() first"
+        return self._listener.port
+
+    def _room(self) -> bool:
+        """Whether one more connection leaves enough open files (see RESERVED_FILES)."""
+        assert self._listener is not None
+        used = len(self._connections) + len(self._refusing) + self._listener.accepting
+        if used < self._files:
+            return True
+        suppressed = self._refusals.allow("files")
+        if suppressed is not None:
+            log.warning(
+                "%d connections: as many as the open-files limit allows; new ones wait "
+                "until some close",
+                used,
+            )
+        return False
 
     async def start(self) -> None:
         """Listen (raises OSError if the port is taken) and start the Redis subscription."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._new_connection,
-            self.settings.host,
-            self.settings.port,
-            backlog=1024,
-            reuse_port=self.settings.reuse_port or None,
+        listener = Listener(
+            self._new_connection, room=self._room, reuse_port=self.settings.reuse_port
         )
+        listener.listen(self.settings.host, self.settings.port)
+        self._listener = listener
         log.info("WebSocket server listening on port %d", self.port)
         self._tasks = [
             asyncio.create_task(self.source.run(), name="redis-source"),
@@ -96,8 +129,8 @@ class Bridge:
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop the subscription."""
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
             for connection in list(self._connections):
                 connection.close(1001)
             if self._connections:
@@ -105,7 +138,7 @@ class Bridge:
                     await asyncio.wait_for(self._all_gone.wait(), CLOSE_TIMEOUT + 0.5)
             for connection in list(self._connections):
                 connection.abort()
-            self._server = None
+            self._listener = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -192,16 +225,19 @@ class Bridge:
             max_rate=self.settings.max_client_rate,
             compression=self.settings.compression,
         )
-        limit = self.settings.max_connections
-        if limit and len(self._connections) >= limit:  # open, opening and half-open alike
+        limit = self.connection_limit
+        if len(self._connections) >= limit:  # open, opening and half-open alike
             self.stats.refused[HTTPStatus.SERVICE_UNAVAILABLE.value] += 1
-            connection.refuse_with = TOO_MANY
+            # A 503, while few are being refused; past that, closed without a word.
+            polite = len(self._refusing) < MAX_REFUSING
+            connection.refuse_with = TOO_MANY if polite else b""
+            if polite:
+                self._refusing.add(connection)
             suppressed = self._refusals.allow("503")
             if suppressed is not None:
                 more = f" (+{suppressed} more since last report)" if suppressed else ""
-                log.warning(
-                    "Refused a connection: 503: --max-connections %d reached%s", limit, more
-                )
+                why = "--max-connections" if self.settings.max_connections else "open files"
+                log.warning("Refused a connection: 503: %d open (%s)%s", limit, why, more)
             return connection
         self._connections.add(connection)
         self._all_gone.clear()
@@ -312,6 +348,7 @@ class Bridge:
 
     def forget(self, connection: Peer) -> None:
         self._connections.discard(connection)
+        self._refusing.discard(connection)
         if not self._connections:
             self._all_gone.set()
 
