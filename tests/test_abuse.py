@@ -11,6 +11,7 @@ import asyncio
 import json
 import resource
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from bridge.serving.auth import issue_token
 from bridge.tools.embedded import RedisServer
 from tests.conftest import Publisher, run_bridge
 from tests.helpers import (
+    ROOT,
     BridgeProcess,
     expect_greeting,
     raw_request,
@@ -129,52 +131,49 @@ async def test_pongs_count_toward_the_client_buffer(
     assert peak - before < 24 * MIB, f"{(peak - before) / MIB:.0f} MiB more"
 
 
+@pytest.mark.parametrize(
+    "kind,abusers",
+    [("unsubscribe", 1), ("subscribe", 30), ("ping", 150)],
+    ids=["one-client-tiny-frames", "30-clients-fat-subscriptions", "150-clients-pings"],
+)
 async def test_control_traffic_never_delays_events_for_others(
     processes: list[BridgeProcess],
     redis_server: RedisServer,
     prefix: str,
     publish: Publisher,
-    raws: list[Raw],
+    kind: str,
+    abusers: int,
 ) -> None:
-    """A client that fills its subscription with long queue names and then floods tiny
-    unsubscribe frames (each answered, before, with the whole list) neither stalls the
-    bridge nor costs memory: 20 healthy clients lose nothing, their p99 stays within 2x."""
+    """Clients flooding control frames (subscriptions answered, before, with the whole list;
+    or thousands of pings), one or thirty at a time, neither stall the bridge nor cost
+    memory: 20 healthy clients lose nothing, and their p99 stays within 2x."""
     bridge, port = await serving(
         processes, redis_server, prefix, "--max-client-frame", str(64 * 1024),
     )  # fmt: skip
     assert bridge.process is not None
     clients = await start_clients("bridge", port, 19)
+    flooders = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.flooders", "--port", str(port),
+        "--clients", str(abusers), "--kind", kind,
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
     try:
         sent = await steady_stream(publish, 3.0)
         baseline = await all_delivered(clients, sent)
         assert baseline["min"] == sent
         await clients.command("reset")
-
-        abuser = await Raw.open(port)
-        raws.append(abuser)
-        for chunk in range(4):  # 256 names of 250 bytes (now: refused past 16 KiB in all)
-            names = [f"{chunk}-{n:03d}-" + "q" * 240 for n in range(64)]
-            abuser.send(1, json.dumps({"action": "subscribe", "queues": names}).encode())
-        flood = ws_frame(1, b'{"action":"unsubscribe"}', mask=MASK) * 8000  # 240 KB
-
-        async def abuse() -> None:
-            while True:
-                abuser.writer.write(flood)
-                await abuser.writer.drain()
-
-        task = asyncio.create_task(abuse())
+        assert flooders.stdout is not None
+        assert (await asyncio.wait_for(flooders.stdout.readline(), 20)).strip() == b"ready"
         rss_before = rss_bytes(bridge.process.pid)
-        try:
-            sent = await steady_stream(publish, 5.0)
-            loaded = await all_delivered(clients, sent)
-            rss_after = rss_bytes(bridge.process.pid)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        sent = await steady_stream(publish, 5.0)
+        loaded = await all_delivered(clients, sent)
+        rss_after = rss_bytes(bridge.process.pid)
         assert (loaded["min"], loaded["max"]) == (sent, sent)
         assert loaded["p99"] <= 2 * max(baseline["p99"], P99_FLOOR_MS), (baseline, loaded)
         assert rss_after - rss_before < 16 * MIB
     finally:
+        flooders.kill()
+        await flooders.wait()
         await clients.close()
 
 

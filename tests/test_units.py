@@ -13,6 +13,7 @@ from bridge.config import (
     settings_from,
 )
 from bridge.core.backoff import Backoff
+from bridge.core.budget import Budget
 from bridge.core.loglimit import LogLimiter
 
 
@@ -28,6 +29,31 @@ def test_backoff_jitter_is_full_but_floored() -> None:
     """A draw of 0 still waits the floor; a draw of 0.5 waits half the ceiling."""
     assert Backoff(base=1.0, cap=8.0, floor=0.05, rand=lambda: 0.0).next_delay() == 0.05
     assert Backoff(base=1.0, cap=8.0, rand=lambda: 0.5).next_delay() == 0.5
+
+
+def test_budget_refills_at_its_rate_up_to_the_burst() -> None:
+    """A full bucket holds the burst; time refills it at the rate and never past the burst."""
+    now = [0.0]
+    budget = Budget(rate=10.0, burst=20.0, clock=lambda: now[0])
+    assert budget.available() == 20.0
+    budget.spend(20.0)
+    assert budget.available() == 0.0 and budget.wait() == pytest.approx(0.1)
+    now[0] = 0.5
+    assert budget.available() == pytest.approx(5.0) and budget.wait() == 0.0
+    now[0] = 100.0
+    assert budget.available() == 20.0
+
+
+def test_budget_debt_is_paid_back_before_anything_is_spent_again() -> None:
+    """Spending past zero (a subscription frame naming 256 queues) leaves a debt that
+    delays the next unit by the debt's time, not just one unit's."""
+    now = [0.0]
+    budget = Budget(rate=100.0, burst=200.0, clock=lambda: now[0])
+    budget.spend(450.0)
+    assert budget.available() == -250.0
+    assert budget.wait() == pytest.approx(2.51)
+    now[0] = 2.51
+    assert budget.available() == pytest.approx(1.0)
 
 
 def test_log_throttle_allows_once_per_interval_and_counts_the_rest() -> None:

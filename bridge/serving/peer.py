@@ -14,6 +14,7 @@ import asyncio
 import codecs
 import contextlib
 import logging
+import random
 import socket
 import time
 from collections import deque
@@ -28,6 +29,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from bridge.core.budget import Budget
 from bridge.core.loglimit import LogLimiter
 from bridge.core.subscriptions import EVERYTHING, PLAIN
 from bridge.serving.admission import Admission
@@ -72,8 +74,9 @@ class Owner(TypingProtocol):
     def on_open(self, connection: Peer, request: Request) -> None:
         """Accepted: write the first frames (greeting, session...) and join the broadcast."""
 
-    def on_message(self, connection: Peer, data: bytes) -> None:
-        """A whole text message from the client, valid UTF-8, within the read budget."""
+    def on_message(self, connection: Peer, data: bytes) -> int:
+        """A whole text message from the client, valid UTF-8, within the read budget;
+        returns the work it was beyond one frame's (in frames: the names it named)."""
 
     def on_close(self, connection: Peer) -> None:
         """An opened connection is gone: it gets no more broadcasts."""
@@ -97,11 +100,10 @@ class Peer(asyncio.Protocol):
     """
 
     __slots__ = (
-        "_allowance",
+        "_budget",
         "_decoder",
         "_expiry",
         "_inbox",
-        "_last_read",
         "_max_buffer",
         "_max_rate",
         "_owner",
@@ -110,6 +112,7 @@ class Peer(asyncio.Protocol):
         "_queue",
         "_queued",
         "_reading_paused",
+        "_shared",
         "_slow_timeout",
         "_timer",
         "admission",
@@ -137,13 +140,15 @@ class Peer(asyncio.Protocol):
         slow_timeout: float,
         max_rate: float = 0.0,
         compression: bool = False,
+        shared_budget: Budget | None = None,
     ) -> None:
         self._owner = owner
         # Frames a client may send: refilled at the rate per second, up to a burst of 2x.
         # Over it: closed (1008) with --max-client-rate, else read later (backpressure).
         self._max_rate = max_rate
-        self._allowance = 2 * (max_rate or READ_RATE)
-        self._last_read = clock()
+        rate = max_rate or READ_RATE
+        self._budget = Budget(rate, 2 * rate, clock)
+        self._shared = shared_budget  # what all clients together may cost
         self._max_buffer = max_buffer
         self._slow_timeout = slow_timeout
         self.lagging = False  # over the buffer bound: its events are skipped
@@ -237,8 +242,10 @@ class Peer(asyncio.Protocol):
         if inbox and not self._reading_paused and self.transport is not None:
             self._reading_paused = True  # the rest waits: in its TCP buffer, not ours
             self.transport.pause_reading()
-            delay = 1 / (self._max_rate or READ_RATE)
-            asyncio.get_running_loop().call_later(delay, self._read_again)
+            delay = self._budget.wait()
+            if self._shared is not None:  # spread the waiters out: they wake a few at a time
+                delay = max(delay, self._shared.wait() * (1 + random.random()))
+            asyncio.get_running_loop().call_later(max(delay, 0.001), self._read_again)
 
     def _read_again(self) -> None:
         if self._reading_paused and self.transport is not None and not self.transport.is_closing():
@@ -247,12 +254,15 @@ class Peer(asyncio.Protocol):
             self._consume()
 
     def _out_of_budget(self) -> bool:
-        """Refill the frame allowance for the time that passed; True when it is spent."""
-        now = asyncio.get_running_loop().time()
-        rate = self._max_rate or READ_RATE
-        self._allowance = min(self._allowance + (now - self._last_read) * rate, 2 * rate)
-        self._last_read = now
-        return self._allowance < 1
+        """True when this client's budget, or all clients' together, is spent."""
+        if self._budget.available() < 1:
+            return True
+        return self._shared is not None and self._shared.available() < 1
+
+    def _spend(self, units: float) -> None:
+        self._budget.spend(units)
+        if self._shared is not None:
+            self._shared.spend(units)
 
     def _handle(self, events: list[Request | Response | Frame]) -> None:
         for event in events:
@@ -261,8 +271,8 @@ class Peer(asyncio.Protocol):
                 continue
             if not isinstance(event, Frame):
                 continue  # a server receives no responses
-            self._allowance -= 1  # every frame counts: pings, pongs, fragments, closes
-            if self._allowance < 0 and self._max_rate and self.protocol.state is State.OPEN:
+            self._spend(1)  # every frame counts: pings, pongs, fragments, closes
+            if self._budget.level < 0 and self._max_rate and self.protocol.state is State.OPEN:
                 log.warning(
                     "Client %s sends more than %g frames/s: closing (1008)",
                     self.peer,
@@ -294,7 +304,7 @@ class Peer(asyncio.Protocol):
                 self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
             return
         if self.opened and self.protocol.state is State.OPEN:
-            self._owner.on_message(self, bytes(frame.data))
+            self._spend(self._owner.on_message(self, bytes(frame.data)))
 
     def _broken(self, exc: Exception) -> None:
         suppressed = _protocol_errors.allow("broken")

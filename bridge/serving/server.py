@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 
 from bridge.checks import split_redis_urls
 from bridge.config import Settings
+from bridge.core.budget import Budget
 from bridge.core.journal import Journal
 from bridge.core.loglimit import LogLimiter
 from bridge.core.protocol import EventType, ResyncReason, encode_redis_down, encode_resync
@@ -45,6 +46,9 @@ RESYNC_SLOW_CLIENT = text_frame(encode_resync(ResyncReason.SLOW_CLIENT))
 #: File descriptors kept for everything but client connections (Redis, the listening
 #: sockets, logs, the process's own).
 RESERVED_FILES = 64
+#: Client frames (and names in subscription frames) all clients together may cost, a second:
+#: far above what browsers and bbb-tui send (a pong every 20 s), far below a stall.
+SHARED_READ_RATE = 5000.0
 #: Connections answered 503 at once (and closing) at most; past it, closed without a word.
 MAX_REFUSING = 32
 
@@ -85,6 +89,8 @@ class Bridge:
         self._listener: Listener | None = None
         self._connections: set[Peer] = set()  # open or opening
         self._refusing: set[Peer] = set()  # answered 503, closing
+        #: What all clients together may make the bridge read and apply, a second.
+        self._reading = Budget(SHARED_READ_RATE, 2 * SHARED_READ_RATE, time.monotonic)
         #: Open files for clients: past it, accepting waits (see Listener).
         self._files = connections_the_files_allow()
         #: Connections (open or opening) past which new ones are refused (503).
@@ -224,6 +230,7 @@ class Bridge:
             slow_timeout=self.settings.slow_client_timeout,
             max_rate=self.settings.max_client_rate,
             compression=self.settings.compression,
+            shared_budget=self._reading,
         )
         limit = self.connection_limit
         if len(self._connections) >= limit:  # open, opening and half-open alike
@@ -317,10 +324,10 @@ class Bridge:
             "Client connected from %s (%d connected); %s", connection.peer, len(self.hub), summary
         )
 
-    def on_message(self, connection: Peer, data: bytes) -> None:
+    def on_message(self, connection: Peer, data: bytes) -> int:
         """A client frame: a subscription change (anything else is ignored, as before)."""
         if b'"action"' not in data:
-            return
+            return 0
         subscription, answer = answer_action(connection.subscription, data)
         if subscription is not None:
             if connection in self.hub:
@@ -328,6 +335,7 @@ class Bridge:
             else:  # still replaying: the replay, then the broadcast, go by it
                 connection.subscription = subscription
         connection.write(answer)
+        return data.count(b",")  # about the names it named: what it cost to apply
 
     def on_close(self, connection: Peer) -> None:
         self.hub.leave(connection)
