@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -17,12 +18,16 @@ from bbb_tui.client import ConnState
 from bridge.core.protocol import EventType
 from bridge.core.subscriptions import (
     EVERYTHING,
+    PLAIN,
+    Delivery,
     Subscription,
     SubscriptionError,
     parse_action,
     parse_query,
 )
-from bridge.serving.hub import Selection
+from bridge.serving import delivery
+from bridge.serving.hub import Hub, Selection
+from bridge.serving.peer import Peer
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
 from tests.conftest import Publisher
@@ -236,6 +241,90 @@ def test_the_hub_selects_exactly_what_each_subscription_wants(
         expected = [f for f, (t, p) in zip(frames, events, strict=True) if subscription.wants(t, p)]
         assert chosen == expected
         assert counts == Counter(t for t, p in events if subscription.wants(t, p))
+
+
+class Recorder:
+    """What the hub asks of a client (a pure unit: no socket): the bytes written to it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.subscription, self.delivery = EVERYTHING, PLAIN
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def joined(hub: Hub, subscriptions: list[Subscription], how: Delivery) -> list[Recorder]:
+    clients = [Recorder() for _ in subscriptions]
+    for client, subscription in zip(clients, subscriptions, strict=True):
+        hub.join(cast(Peer, client), b"", subscription, how)
+    return clients
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(list(EventType)), st.sampled_from(QUEUE_NAMES)),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(
+        st.builds(
+            Subscription,
+            types=st.frozensets(st.sampled_from(list(EventType))),
+            only=st.booleans(),
+            queues=st.frozensets(st.sampled_from(QUEUE_NAMES[1:])),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_the_hub_writes_each_client_exactly_its_events(
+    batches: list[list[tuple[EventType, bytes]]], subscriptions: list[Subscription]
+) -> None:
+    """Through the hub's queue index and shared encodings, many groups at once (each
+    broadcast makes lists that live and die while others are encoded): every client's
+    bytes are its wanted frames, in order, and nothing else."""
+    hub = Hub()
+    clients = joined(hub, subscriptions, PLAIN)
+    wanted: list[list[bytes]] = [[] for _ in clients]
+    for n, events in enumerate(batches):
+        frames = [f"{n}-{i}".encode() for i in range(len(events))]
+        hub.broadcast(frames, events)
+        sent = list(zip(frames, events, strict=True))
+        for mine, subscription in zip(wanted, subscriptions, strict=True):
+            mine += [f for f, (t, q) in sent if subscription.wants(t, q)]
+    for client, mine in zip(clients, wanted, strict=True):
+        assert client.data == b"".join(delivery.encode([f], PLAIN) for f in mine)
+
+
+async def test_batched_groups_flush_together_each_with_its_own_events() -> None:
+    """Groups with one batch window share one timer: each gets one array of exactly the
+    events it wanted from every broadcast of the window, and the window's end empties
+    them all."""
+    how = Delivery(batch=0.02)
+    hub = Hub()
+    subscriptions = [
+        Subscription(only=True, queues=frozenset({b"a"})),
+        Subscription(only=True, queues=frozenset({b"b"})),
+        Subscription(only=True, queues=frozenset({b"c"})),
+        Subscription(types=frozenset({Q})),
+        EVERYTHING,
+    ]
+    clients = joined(hub, subscriptions, how)
+    everything: list[tuple[bytes, tuple[EventType, bytes]]] = []
+    for n in range(3):
+        events = [(Q, b"a"), (Q, b"b"), (SQ, b"c"), (J, b"j")]
+        frames = [f"{n}-{i}".encode() for i in range(len(events))]
+        hub.broadcast(frames, events)
+        everything += zip(frames, events, strict=True)
+    assert all(client.data == b"" for client in clients)  # held for the window
+    await asyncio.sleep(0.1)
+    for client, subscription in zip(clients, subscriptions, strict=True):
+        mine = [f for f, (t, q) in everything if subscription.wants(t, q)]
+        assert client.data == delivery.encode(mine, how), subscription
 
 
 async def test_a_subscription_change_during_a_replay_holds(

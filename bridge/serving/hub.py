@@ -31,61 +31,81 @@ from bridge.serving.peer import Peer
 GroupKey = tuple[Subscription, Delivery]
 
 
+class Encodings:
+    """The bytes of lists of frames encoded during one broadcast (or one flush of batch
+    windows), shared by the groups that get the very same lists the same way.
+
+    Keyed by the identities of the lists, so it keeps them alive: an id names one object
+    only while that object lives (a freed list's id is soon another list's).
+    """
+
+    __slots__ = ("_bytes", "_kept")
+
+    def __init__(self) -> None:
+        self._bytes: dict[tuple[tuple[int, ...], Delivery], bytes] = {}
+        self._kept: list[Sequence[list[bytes]]] = []
+
+    def get(self, lists: Sequence[list[bytes]], frames: list[bytes], how: Delivery) -> bytes:
+        """The bytes of ``frames`` (the frames of ``lists``, in order), sent ``how``."""
+        key = (tuple(map(id, lists)), how)
+        data = self._bytes.get(key)
+        if data is None:
+            data = self._bytes[key] = delivery.encode(frames, how)
+            self._kept.append(lists)
+        return data
+
+
 class Group:
     """Clients that want the same events, the same way; and, if batched, what is held."""
 
-    __slots__ = ("clients", "delivery", "hub", "pending", "subscription", "timer")
+    __slots__ = ("clients", "delivery", "hub", "key", "pending", "subscription")
 
     def __init__(self, hub: Hub, subscription: Subscription, how: Delivery) -> None:
         self.hub = hub
         self.subscription = subscription
         self.delivery = how
+        self.key: GroupKey = (subscription, how)
         self.clients: set[Peer] = set()
-        self.pending: list[bytes] = []
-        self.timer: asyncio.TimerHandle | None = None
+        #: Held for the batch window: the lists of frames of each broadcast, as chosen
+        #: (groups that chose the same lists share their encoding when the window ends).
+        self.pending: list[list[bytes]] = []
 
-    def send(
-        self, frames: list[bytes], encoded: dict[tuple[int, Delivery], bytes] | None = None
-    ) -> None:
+    def send(self, frames: list[bytes], encodings: Encodings | None = None) -> None:
         """Events: written to every member now, or held for the batch window.
 
-        ``encoded`` (per broadcast) shares the bytes of one list of frames between the
+        ``encodings`` (per broadcast) shares the bytes of one list of frames between the
         groups that get that very list the same way.
         """
         if self.delivery.batch:
-            self.pending += frames
-            if self.timer is None:
-                self.timer = asyncio.get_running_loop().call_later(self.delivery.batch, self.flush)
+            if not self.pending:
+                self.hub.flush_later(self)
+            self.pending.append(frames)
         else:
-            self._write(frames, self.delivery, encoded)
+            self._write(frames, self.delivery, encodings, (frames,))
 
     def send_now(self, frames: list[bytes]) -> None:
         """Control messages: after whatever was held, and never batched."""
         self.flush()
         self._write(frames, self.delivery._replace(batch=0.0))
 
-    def flush(self) -> None:
+    def flush(self, encodings: Encodings | None = None) -> None:
         """Send what the batch window held (early: a member joins or leaves, or a control)."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if self.pending:
             pending, self.pending = self.pending, []
-            self._write(pending, self.delivery)
+            frames = [frame for chunk in pending for frame in chunk]
+            self._write(frames, self.delivery, encodings, pending)
 
     def _write(
         self,
         frames: list[bytes],
         how: Delivery,
-        encoded: dict[tuple[int, Delivery], bytes] | None = None,
+        encodings: Encodings | None = None,
+        lists: Sequence[list[bytes]] = (),
     ) -> None:
-        if encoded is None:
+        if encodings is None:
             data = delivery.encode(frames, how)
         else:
-            key = (id(frames), how)
-            if (cached := encoded.get(key)) is None:
-                cached = encoded[key] = delivery.encode(frames, how)
-            data = cached
+            data = encodings.get(lists, frames, how)
         clients = self.clients
         self.hub.deliveries += len(frames) * len(clients)
         self.hub.bytes_out += len(data) * len(clients)
@@ -99,6 +119,12 @@ class Hub:
     def __init__(self) -> None:
         self._clients: set[Peer] = set()
         self._groups: dict[GroupKey, Group] = {}
+        #: Groups that want only some queues, by queue: a batch's queue events find their
+        #: groups here, instead of every group looking through its own queues.
+        self._by_queue: dict[bytes, set[GroupKey]] = {}
+        #: Batched groups holding events, by batch window: one timer each, and the groups
+        #: that flush together share their encodings.
+        self._due: dict[float, set[Group]] = {}
         self.deliveries = 0  # messages queued, times clients (for /metrics)
         self.bytes_out = 0  # bytes of those messages on the wire
         self.events_out: Counter[EventType] = Counter()  # events queued, times clients
@@ -140,11 +166,28 @@ class Hub:
             self._clients.discard(connection)
             self._ungroup(connection)
 
+    def flush_later(self, group: Group) -> None:
+        """``group`` holds events: flush it when its batch window ends, with the others."""
+        window = group.delivery.batch
+        due = self._due.get(window)
+        if due is None:
+            due = self._due[window] = set()
+            asyncio.get_running_loop().call_later(window, self._flush_due, window)
+        due.add(group)
+
+    def _flush_due(self, window: float) -> None:
+        encodings = Encodings()
+        for group in self._due.pop(window, ()):
+            group.flush(encodings)
+
     def _group(self, connection: Peer, subscription: Subscription, how: Delivery) -> None:
         key = (subscription, how)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group(self, subscription, how)
+            if subscription.only:
+                for queue in subscription.queues:
+                    self._by_queue.setdefault(queue, set()).add(key)
         group.flush()  # what it held predates this client's session: not for it
         connection.subscription, connection.delivery = subscription, how
         group.clients.add(connection)
@@ -157,6 +200,16 @@ class Hub:
             group.clients.discard(connection)
             if not group.clients:
                 del self._groups[key]
+                if group.subscription.only:
+                    for queue in group.subscription.queues:
+                        keys = self._by_queue.get(queue)
+                        if keys is not None:
+                            keys.discard(key)
+                            if not keys:
+                                del self._by_queue[queue]
+                due = self._due.get(group.delivery.batch)
+                if due is not None:
+                    due.discard(group)
 
     def broadcast(
         self, frames: list[bytes], events: Sequence[tuple[EventType, bytes]] | None = None
@@ -174,15 +227,16 @@ class Hub:
                 group.send_now(frames)
             return
         selection = Selection(frames, events)
-        encoded: dict[tuple[int, Delivery], bytes] = {}  # groups that get the same bytes
+        hits = selection.hits(self._by_queue) if self._by_queue else {}
+        encodings = Encodings()  # groups that get the same lists share their bytes
         out = self.events_out
-        for group in self._groups.values():
-            chosen, types = selection.chosen(group.subscription)
+        for key, group in self._groups.items():
+            chosen, types = selection.chosen(group.subscription, hits.get(key, ()))
             if not chosen:
                 continue
             for event_type, n in types.items():
                 out[event_type] += n * len(group.clients)
-            group.send(chosen, encoded)
+            group.send(chosen, encodings)
 
 
 class Selection:
@@ -202,12 +256,33 @@ class Selection:
         self._shared: dict[frozenset[EventType], tuple[list[bytes], list[int]]] = {}
         self._counts: dict[int, Counter[EventType]] = {}  # by id() of a list kept above
 
-    def chosen(self, subscription: Subscription) -> tuple[list[bytes], Counter[EventType]]:
-        """The frames ``subscription`` wants, in order, and how many of each type."""
+    def hits(self, groups_by_queue: dict[bytes, set[GroupKey]]) -> dict[GroupKey, list[int]]:
+        """The events naming one queue that each queue-filtered group wants, by group
+        (indices, in order), from the hub's index: one look-up per such event."""
+        self._index()
+        assert self._by_queue is not None
+        found: dict[GroupKey, list[int]] = {}
+        for queue, indices in self._by_queue.items():
+            for key in groups_by_queue.get(queue, ()):
+                found.setdefault(key, []).extend(indices)
+        return found
+
+    def chosen(
+        self, subscription: Subscription, hits: Sequence[int] | None = None
+    ) -> tuple[list[bytes], Counter[EventType]]:
+        """The frames ``subscription`` wants, in order, and how many of each type.
+
+        For a subscription to only some queues, ``hits`` are the events naming them (see
+        :meth:`hits`); without them, it looks its queues up itself.
+        """
         if subscription.everything:
             return self._frames, self._count(self._frames, range(len(self._frames)))
         frames, generic = self._generic(subscription.types)
-        named = self._named_for(subscription)
+        if subscription.only and hits is not None:
+            events, types = self._events, subscription.types
+            named = sorted(i for i in hits if events[i][0] in types)
+        else:
+            named = self._named_for(subscription)
         if not named:
             return frames, self._count(frames, generic)
         indices = sorted(generic + named)
