@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidStatus
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
@@ -230,10 +230,13 @@ class WireConnection(asyncio.Protocol):
             self._schedule_keepalive()
 
     def _close_reason(self, exc: Exception | None) -> str:
-        code = self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
-        if code is not None:
-            why = self.protocol.close_rcvd.reason if self.protocol.close_rcvd else ""
-            return fit(f"closed by the bridge ({code}{': ' + why if why else ''})", 160, pad=False)
+        received, sent = self.protocol.close_rcvd, self.protocol.close_sent
+        if received is not None and (sent is None or self.protocol.close_rcvd_then_sent):
+            why = f": {received.reason}" if received.reason else ""
+            return fit(f"closed by the bridge ({received.code}{why})", 160, pad=False)
+        if sent is not None and sent.code != CloseCode.NORMAL_CLOSURE:
+            # We gave up on what the bridge sent (too big, not UTF-8, not WebSocket).
+            return fit(f"closed: {sent.reason} ({sent.code})", 160, pad=False)
         if exc is not None:
             return fit(str(exc) or type(exc).__name__, 160, pad=False)
         return "connection closed"

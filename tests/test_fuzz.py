@@ -115,6 +115,7 @@ HANDSHAKE = (
 )
 
 
+@pytest.mark.soak
 @FUZZ
 @given(st.lists(frames(masked=True), min_size=1, max_size=20))
 def test_hostile_client_frames_hurt_nobody(target: Target, sent: list[bytes]) -> None:
@@ -128,6 +129,7 @@ def test_hostile_client_frames_hurt_nobody(target: Target, sent: list[bytes]) ->
     target.assert_unharmed()
 
 
+@pytest.mark.soak
 @FUZZ
 @given(
     st.lists(
@@ -192,15 +194,18 @@ async def serve_then_hang_up(sent: list[bytes]) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-async def feed_the_client(sent: list[bytes]) -> None:
+async def feed_the_client(sent: list[bytes]) -> list[ConnStatus]:
+    """Serve ``sent`` to the TUI's client once; its statuses, after its invariants held."""
     loop = asyncio.get_running_loop()
     errors: list[str] = []
     loop.set_exception_handler(lambda _, context: errors.append(str(context)))
     server, port = await serve_then_hang_up(sent)
     monitor = Monitor(QueryCache(latency=0.01), capacity=500)
     ended = asyncio.Event()  # connected once, then lost: the server's bytes were all seen
+    statuses: list[ConnStatus] = []
 
     def on_status(status: ConnStatus) -> None:
+        statuses.append(status)
         if status.connections and status.state is not ConnState.CONNECTED:
             ended.set()
 
@@ -217,10 +222,12 @@ async def feed_the_client(sent: list[bytes]) -> None:
     assert errors == []  # nothing escaped into the event loop
     assert monitor.received >= 1  # the greeting, at least
     assert len(monitor.entries) <= monitor.capacity
-    monitor.cache.tick(loop.time() + 1)  # and the cache still works
-    assert monitor.cache.invalidate_all(loop.time()) >= 0
+    monitor.cache.tick(loop.time() + 1)  # and the cache still works: every query refetches
+    assert monitor.cache.invalidate_all(loop.time()) == len(monitor.cache.queries) > 0
+    return statuses
 
 
+@pytest.mark.soak
 @FUZZ
 @given(st.lists(frames(masked=False), max_size=30))
 def test_any_server_bytes_leave_the_tui_client_standing(sent: list[bytes]) -> None:
@@ -229,5 +236,8 @@ def test_any_server_bytes_leave_the_tui_client_standing(sent: list[bytes]) -> No
 
 
 def test_a_huge_declared_frame_is_not_buffered() -> None:
-    """A server announcing an 8 EiB frame gets the connection closed, not memory filled."""
-    asyncio.run(feed_the_client([ws_frame(1, b"x" * 1000, declared=2**63 - 1)]))
+    """A server announcing an 8 EiB frame is closed on at its header (1009), with a reason
+    the status line shows, instead of being waited for and kept."""
+    statuses = asyncio.run(feed_the_client([ws_frame(1, b"x" * 1000, declared=2**63 - 1)]))
+    lost = [s for s in statuses if s.connections and s.state is not ConnState.CONNECTED]
+    assert lost and "exceeds limit" in (lost[0].error or "") and "(1009)" in (lost[0].error or "")
