@@ -327,7 +327,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--redis-timeout",
-        "a Redis silent this long (PINGed halfway) is reconnected to, and clients told to resync",
+        "a Redis silent this long (PINGed halfway), or this slow to connect, is dropped and"
+        " tried again (clients get a resync)",
         number(0.2, 3600),
         DEFAULT_REDIS_TIMEOUT,
         env=("BBB_REDIS_TIMEOUT",),

@@ -18,8 +18,7 @@ from bridge.checks import check_redis_url
 from bridge.config import ConfigError
 from bridge.core.protocol import EventType
 from bridge.tools.embedded import EmbeddedRedisError, RedisServer, free_port
-from tests.conftest import Publisher, start_bridge
-from tests.helpers import expect_greeting, recv_event, wait_for
+from tests.helpers import Publisher, expect_greeting, recv_event, start_bridge, wait_for
 
 #: Debian's redis-tools ships the server binary under this name (scripts/ensure-redis-tls).
 DEBIAN_BINARY = "/usr/bin/redis-check-rdb"
@@ -141,7 +140,8 @@ async def test_tls_against_a_plain_redis_hints_at_tls(
     cause; plain redis:// at the TLS port: likewise, the other way round."""
     caplog.set_level(logging.WARNING, logger="bridge.source")
     plain = f"rediss://127.0.0.1:{tls_redis.server.port}?ssl_cert_reqs=none"
-    bridge = await start_bridge(plain, prefix)
+    # A plain port never answers a TLS hello: a short timeout ends the wait.
+    bridge = await start_bridge(plain, prefix, redis_timeout=1.0)
     try:
         await wait_for(lambda: "is this Redis serving TLS" in caplog.text, 15, what="the TLS hint")
     finally:

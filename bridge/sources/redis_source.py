@@ -24,9 +24,6 @@ from bridge.sources.pubsub import PatternSubscription
 
 log = logging.getLogger("bridge.source")
 
-#: A Redis silent this long (no event, no answer to a PING sent halfway) is given up on:
-#: reconnect, resubscribe and tell clients to resync, rather than wait on a frozen server.
-STALL_TIMEOUT = 3.0
 #: While Redis is down, retry at least this often: clients get their resync within
 #: about this long of Redis answering again.
 RETRY_CAP = 0.5
@@ -44,7 +41,9 @@ class RedisSource:
     """Subscribe to every channel under ``prefix``; hand each read's events to ``on_events``.
 
     :meth:`run` never returns on Redis trouble: it logs, waits (capped exponential
-    backoff), reconnects and resubscribes, forever, until cancelled.
+    backoff), reconnects and resubscribes, forever, until cancelled. A Redis silent for
+    ``stall_timeout`` (no event, no answer to a PING sent halfway), or that slow to
+    connect, is given up on, rather than waited on frozen.
     """
 
     def __init__(
@@ -53,9 +52,9 @@ class RedisSource:
         prefix: str,
         on_events: Callable[[list[tuple[EventType, bytes]]], None],
         *,
-        max_payload: int = 64 * 1024,
+        max_payload: int,
+        stall_timeout: float,
         backoff: Backoff | None = None,
-        stall_timeout: float = STALL_TIMEOUT,
         on_down: Callable[[], None] | None = None,
         on_up: Callable[[float, bool], None] | None = None,
     ) -> None:
@@ -124,7 +123,9 @@ class RedisSource:
                 await asyncio.sleep(delay)
 
     async def _subscribe_and_read(self) -> None:
-        subscription = await PatternSubscription.open(self.url, self.pattern)
+        subscription = await PatternSubscription.open(
+            self.url, self.pattern, timeout=self._stall_timeout
+        )
         try:
             self._backoff.reset()
             self._down_log = LogLimiter(DOWN_LOG_INTERVAL)  # the next outage is news again
