@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo bridge tui test lint readme bench screenshots clean
+.PHONY: help demo bridge tui test test-quick lint readme bench screenshots clean
 
 help:  ## this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,11 @@ test: $(VENV)/.installed-dev  ## the whole suite, against private redis-servers 
 	scripts/ensure-chromium
 	scripts/ensure-redis-tls
 	$(BIN)/python -m pytest
+
+test-quick: $(VENV)/.installed-dev  ## the suite without the soak tests (load, faults, fuzzing)
+	scripts/ensure-chromium
+	scripts/ensure-redis-tls
+	$(BIN)/python -m pytest -m "not soak" -n auto
 
 lint: $(VENV)/.installed-dev  ## ruff, strict mypy, the import layers, the README's tables
 	$(BIN)/ruff check .

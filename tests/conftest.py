@@ -1,3 +1,6 @@
+"""Fixtures: a session Redis, channel prefixes, a bridge in-process, bridges as processes
+(their helpers are in tests/helpers.py)."""
+
 from __future__ import annotations
 
 import os
@@ -8,13 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.config import Settings
-from bridge.core.protocol import EventType, channel_name
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.helpers import BridgeProcess
-
-SUBSCRIBE_TIMEOUT = 10.0
+from tests.helpers import SUBSCRIBE_TIMEOUT, BridgeProcess, Publisher, start_bridge
 
 # Times on screen are local times: pin the zone so snapshots match on every machine.
 os.environ["TZ"] = "UTC"
@@ -48,14 +47,6 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     await client.aclose()
 
 
-async def start_bridge(redis_url: str, prefix: str, **overrides: object) -> Bridge:
-    options: dict[str, object] = {"host": "127.0.0.1", "port": 0, **overrides}
-    settings = Settings(redis_url=redis_url, prefix=prefix, **options)  # type: ignore[arg-type]
-    bridge = Bridge(settings)
-    await bridge.start()
-    return bridge
-
-
 @pytest.fixture
 async def bridge(redis_server: RedisServer, prefix: str) -> AsyncIterator[Bridge]:
     """A real bridge on a free port, subscribed to the session Redis."""
@@ -65,20 +56,6 @@ async def bridge(redis_server: RedisServer, prefix: str) -> AsyncIterator[Bridge
         yield bridge
     finally:
         await bridge.stop()
-
-
-class Publisher:
-    """PUBLISH events the way Better Bull Board's ingest does."""
-
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self.client, self.prefix = client, prefix
-
-    async def __call__(self, event_type: EventType | str, payload: bytes | str) -> int:
-        suffix = event_type.value if isinstance(event_type, EventType) else event_type
-        return int(await self.client.publish(f"{self.prefix}{suffix}", payload))
-
-    def channel(self, event_type: EventType) -> str:
-        return channel_name(self.prefix, event_type)
 
 
 @pytest.fixture
@@ -93,23 +70,3 @@ async def processes() -> AsyncIterator[list[BridgeProcess]]:
     yield started
     for process in started:
         await process.close()
-
-
-async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProcess:
-    """``python -m bridge *args`` as a child process, cleaned up by ``processes``."""
-    process = await BridgeProcess(*args).start()
-    processes.append(process)
-    return process
-
-
-async def serving_bridge(
-    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
-) -> tuple[BridgeProcess, int]:
-    """`bbb-bridge` on a free port, subscribed to ``redis_server``; returns it and its port."""
-    bridge = await run_bridge(
-        processes, "--host", "127.0.0.1", "--port", "0",
-        "--redis-url", redis_server.url, "--prefix", prefix,
-    )  # fmt: skip
-    port = await bridge.listening_port()
-    await bridge.wait_line("Subscribed to Redis channels")
-    return bridge, port

@@ -1,4 +1,5 @@
-"""Test helpers: awaited conditions with deadlines, HTTP, and a bridge in a child process."""
+"""Test helpers: awaited conditions with deadlines, HTTP, a publisher, and bridges in
+process or as child processes."""
 
 from __future__ import annotations
 
@@ -15,9 +16,17 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
+from bridge.config import Settings
+from bridge.core.protocol import EventType, channel_name
+from bridge.serving.server import Bridge
+from bridge.tools.embedded import RedisServer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: How long a bridge may take to subscribe to Redis in a test.
+SUBSCRIBE_TIMEOUT = 10.0
 
 
 async def wait_for(
@@ -54,6 +63,22 @@ async def recv_event(ws: ClientConnection, timeout: float = 5.0) -> Any:
     seq = message.pop("seq")
     assert type(seq) is int and seq > 0, message
     return message
+
+
+def named(message: dict[str, Any]) -> Any:
+    """What an event names: its job id, queue name or scheduler key."""
+    data = message["data"]
+    return data.get("jobId", data.get("queueName", data.get("schedulerKey")))
+
+
+async def messages_until(ws: ClientConnection, last: str) -> list[dict[str, Any]]:
+    """Every message up to and including the event that names ``last``."""
+    received = []
+    while True:
+        message = await recv_json(ws)
+        received.append(message)
+        if named(message) == last:
+            return received
 
 
 async def expect_greeting(ws: ClientConnection) -> dict[str, Any]:
@@ -223,3 +248,46 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+async def start_bridge(redis_url: str, prefix: str, **overrides: object) -> Bridge:
+    """A bridge in this process on a free port (``overrides``: Settings fields), started."""
+    options: dict[str, object] = {"host": "127.0.0.1", "port": 0, **overrides}
+    settings = Settings(redis_url=redis_url, prefix=prefix, **options)  # type: ignore[arg-type]
+    bridge = Bridge(settings)
+    await bridge.start()
+    return bridge
+
+
+class Publisher:
+    """PUBLISH events the way Better Bull Board's ingest does."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+
+    async def __call__(self, event_type: EventType | str, payload: bytes | str) -> int:
+        suffix = event_type.value if isinstance(event_type, EventType) else event_type
+        return int(await self.client.publish(f"{self.prefix}{suffix}", payload))
+
+    def channel(self, event_type: EventType) -> str:
+        return channel_name(self.prefix, event_type)
+
+
+async def run_bridge(processes: list[BridgeProcess], *args: str) -> BridgeProcess:
+    """``python -m bridge *args`` as a child process, cleaned up by ``processes``."""
+    process = await BridgeProcess(*args).start()
+    processes.append(process)
+    return process
+
+
+async def serving_bridge(
+    processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
+) -> tuple[BridgeProcess, int]:
+    """`bbb-bridge` on a free port, subscribed to ``redis_server``; returns it and its port."""
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0",
+        "--redis-url", redis_server.url, "--prefix", prefix,
+    )  # fmt: skip
+    port = await bridge.listening_port()
+    await bridge.wait_line("Subscribed to Redis channels")
+    return bridge, port

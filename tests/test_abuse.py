@@ -23,14 +23,15 @@ from bench.fanout import start_clients
 from bridge.core.protocol import EventType
 from bridge.serving.auth import issue_token
 from bridge.tools.embedded import RedisServer
-from tests.conftest import Publisher, run_bridge
 from tests.helpers import (
     ROOT,
     BridgeProcess,
+    Publisher,
     expect_greeting,
     raw_request,
     recv_json,
     rss_bytes,
+    run_bridge,
     wait_for,
 )
 from tests.hostile import ws_frame
@@ -101,6 +102,7 @@ async def peak_rss_while(pid: int, seconds: float) -> int:
     return peak
 
 
+@pytest.mark.soak
 async def test_pongs_count_toward_the_client_buffer(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, raws: list[Raw]
 ) -> None:
@@ -131,6 +133,7 @@ async def test_pongs_count_toward_the_client_buffer(
     assert peak - before < 24 * MIB, f"{(peak - before) / MIB:.0f} MiB more"
 
 
+@pytest.mark.soak
 @pytest.mark.parametrize(
     "kind,abusers",
     [("unsubscribe", 1), ("subscribe", 30), ("ping", 150)],
@@ -177,6 +180,7 @@ async def test_control_traffic_never_delays_events_for_others(
         await clients.close()
 
 
+@pytest.mark.soak
 async def test_a_replay_goes_through_the_client_buffer(
     processes: list[BridgeProcess],
     redis_server: RedisServer,
@@ -275,6 +279,7 @@ def few_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
 
 
+@pytest.mark.soak
 async def test_the_open_files_limit_is_never_reached(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
 ) -> None:
@@ -396,6 +401,7 @@ async def test_a_flood_of_unknown_channels_is_summed_up(
     assert len(dropped) <= 25, len(dropped)
 
 
+@pytest.mark.soak
 async def test_sigterm_under_load_says_1001_to_clients_that_are_behind(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher
 ) -> None:

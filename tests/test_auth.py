@@ -17,8 +17,17 @@ from bbb_tui.client import ConnState
 from bridge.serving.auth import issue_token, verify_token
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
-from tests.helpers import GREETING, expect_greeting, raw_request, recv_json, run, wait_for
+from tests.helpers import (
+    GREETING,
+    SUBSCRIBE_TIMEOUT,
+    Publisher,
+    expect_greeting,
+    raw_request,
+    recv_json,
+    run,
+    start_bridge,
+    wait_for,
+)
 
 SECRET = "correct-horse-battery-staple-0123456789"
 

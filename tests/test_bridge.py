@@ -13,14 +13,16 @@ from websockets.exceptions import ConnectionClosed
 from bridge.core.protocol import DEFAULT_PREFIX, EventType
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 from tests.helpers import (
     GREETING,
+    SUBSCRIBE_TIMEOUT,
+    Publisher,
     expect_greeting,
     health_status,
     http_get,
     recv_event,
     recv_json,
+    start_bridge,
     wait_for,
 )
 
@@ -88,6 +90,7 @@ async def test_default_prefix_works_with_the_original_publishers(
         await bridge.stop()
 
 
+@pytest.mark.soak
 async def test_hundred_clients_receive_every_event_in_order(
     bridge: Bridge, publish: Publisher
 ) -> None:
@@ -209,7 +212,11 @@ async def test_redis_crash_and_restart_under_a_running_bridge(
         async with await connected_client(bridge) as ws:
             assert await health_status(bridge.port) == 200
             own_redis.kill()
-            await wait_for(lambda: health_is(bridge.port, 503), timeout=5, what="/healthz 503")
+
+            async def unhealthy() -> bool:
+                return await health_status(bridge.port) == 503
+
+            await wait_for(unhealthy, timeout=5, what="/healthz 503")
             own_redis.start()
             await bridge.source.wait_subscribed(10)
             assert await health_status(bridge.port) == 200
@@ -231,10 +238,6 @@ async def test_redis_crash_and_restart_under_a_running_bridge(
             }
     finally:
         await bridge.stop()
-
-
-async def health_is(port: int, status: int) -> bool:
-    return await health_status(port) == status
 
 
 async def publish_once(url: str, channel: str, payload: str) -> None:

@@ -17,14 +17,17 @@ from bridge.core.protocol import EventType
 from bridge.serving.auth import issue_token
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import LOCAL_REDIS_URL, RedisServer, free_port, url_answers
-from tests.conftest import Publisher, run_bridge, serving_bridge, start_bridge
 from tests.helpers import (
     GREETING,
     BridgeProcess,
+    Publisher,
     expect_greeting,
     http_get,
     recv_event,
     run,
+    run_bridge,
+    serving_bridge,
+    start_bridge,
     wait_for,
 )
 

@@ -14,14 +14,14 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 from websockets.asyncio.client import connect
 
 from bridge.tools.embedded import RedisServer
-from tests.conftest import run_bridge
-from tests.helpers import BridgeProcess, expect_greeting, recv_json, wait_for
+from tests.helpers import BridgeProcess, expect_greeting, recv_json, run_bridge, wait_for
 
 SLOTS = 16384
 
@@ -40,6 +40,11 @@ def cluster_port() -> int:
         return port
 
 
+def command(client: redis.Redis, *args: object) -> Any:
+    """A raw Redis command (redis-py leaves ``execute_command`` untyped)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 @pytest.fixture
 def cluster() -> Iterator[list[RedisServer]]:
     """Three masters sharing the 16,384 slots, each node from the same redis-server binary."""
@@ -49,20 +54,22 @@ def cluster() -> Iterator[list[RedisServer]]:
             for i in range(3):
                 directory = os.path.join(root, f"node{i}")
                 os.mkdir(directory)
-                options = ("--cluster-enabled", "yes", "--dir", directory)
-                options += ("--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000")
+                options = (
+                    "--cluster-enabled", "yes", "--dir", directory,
+                    "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                )  # fmt: skip
                 nodes.append(RedisServer(port=cluster_port(), args=options).start())
             clients = [redis.Redis(port=node.port) for node in nodes]
             share = SLOTS // 3
             for i, client in enumerate(clients):
                 last = SLOTS - 1 if i == 2 else (i + 1) * share - 1
-                client.execute_command("CLUSTER", "ADDSLOTS", *range(i * share, last + 1))
+                command(client, "CLUSTER", "ADDSLOTS", *range(i * share, last + 1))
             for node in nodes[1:]:
-                clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+                command(clients[0], "CLUSTER", "MEET", "127.0.0.1", node.port)
             deadline = time.monotonic() + 20
             while not all(
-                b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO")
-                and b"cluster_known_nodes:3" in c.execute_command("CLUSTER", "INFO")
+                b"cluster_state:ok" in command(c, "CLUSTER", "INFO")
+                and b"cluster_known_nodes:3" in command(c, "CLUSTER", "INFO")
                 for c in clients
             ):
                 assert time.monotonic() < deadline, "the cluster did not form"

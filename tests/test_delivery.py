@@ -21,8 +21,14 @@ from bridge.core.subscriptions import Delivery, parse_batch
 from bridge.serving.delivery import deflate_frame, encode
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
-from tests.helpers import expect_greeting, recv_json, wait_for
+from tests.helpers import (
+    SUBSCRIBE_TIMEOUT,
+    Publisher,
+    expect_greeting,
+    recv_json,
+    start_bridge,
+    wait_for,
+)
 
 JOB = EventType.SINGLE_JOB_REFRESH
 

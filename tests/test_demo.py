@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,9 @@ def test_binary_search_order() -> None:
     assert find_redis_server(on_path=lambda: None, bundled=lambda: None) is None
 
 
-def run_workload(seconds: float, rate: float = 20.0, seed: int = 7) -> list[tuple[float, list]]:
+def run_workload(
+    seconds: float, rate: float = 20.0, seed: int = 7
+) -> list[tuple[float, list[Any]]]:
     workload = Workload(rate=rate, rng=random.Random(seed))
     return [(workload.now, workload.step(0.5)) for _ in range(int(seconds / 0.5))]
 

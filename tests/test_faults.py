@@ -23,8 +23,7 @@ from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.tools.embedded import RedisServer
-from tests.conftest import serving_bridge
-from tests.helpers import BridgeProcess, wait_for
+from tests.helpers import BridgeProcess, serving_bridge, wait_for
 
 RATE = 1000  # events per second
 TICK = 0.01  # published as RATE * TICK events every TICK
@@ -139,6 +138,7 @@ async def finish(
     assert "Traceback" not in bridge.output
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(120)
 async def test_redis_killed_and_restarted_ten_times(
     processes: list[BridgeProcess], own_redis: RedisServer, prefix: str
@@ -166,6 +166,7 @@ async def test_redis_killed_and_restarted_ten_times(
     assert check_exactly_once(stream, listener, doubt) > 3000
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(120)
 async def test_redis_frozen_for_ten_seconds(
     processes: list[BridgeProcess], own_redis: RedisServer, prefix: str

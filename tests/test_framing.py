@@ -13,13 +13,9 @@ from websockets.utils import accept_key
 
 from bbb_tui.wire import WireConnection
 from bridge.wsio.frames import FrameSplitter, text_frame, text_frames
+from tests.hostile import ws_frame
 
 MAX = 1 << 20
-
-
-def server_frame(opcode: Opcode, payload: bytes, fin: bool = True) -> bytes:
-    """Serialize a frame as a server sends it (unmasked)."""
-    return Frame(opcode, payload, fin).serialize(mask=False)
 
 
 class FakeTransport(asyncio.Transport):
@@ -70,7 +66,7 @@ async def messages_via_wire(chunks: list[bytes]) -> list[str | bytes]:
     out: list[str | bytes] = []
     connection = WireConnection("ws://bridge/", out.extend, max_size=MAX)
     transport = FakeTransport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
+    connection.connection_made(transport)
     connection.data_received(handshake_response(transport.written))
     for chunk in chunks:
         connection.data_received(chunk)
@@ -85,6 +81,7 @@ def messages_via_websockets(stream: bytes) -> list[str | bytes]:
     out: list[str | bytes] = []
     parts: list[tuple[Opcode, bytes]] = []
     for event in protocol.events_received():
+        assert isinstance(event, Frame)
         if event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
             parts.append((event.opcode, bytes(event.data)))
             if event.fin:
@@ -128,7 +125,7 @@ async def test_any_chunking_yields_what_websockets_reads(
     messages websockets' own protocol reads, in order: fragments assembled, and nothing
     after a protocol error (a final text frame inside a fragmented message)."""
     frames = [frame for message in messages for frame in message]
-    stream = b"".join(server_frame(op, payload, fin) for op, payload, fin in frames)
+    stream = b"".join(ws_frame(op, payload, fin=fin) for op, payload, fin in frames)
     chunks, pos = [], 0
     for cut in cuts:
         chunks.append(stream[pos : pos + cut])
@@ -140,9 +137,9 @@ async def test_any_chunking_yields_what_websockets_reads(
 def test_control_and_odd_frames_go_to_the_protocol() -> None:
     """Pings, binary, fragments and masked frames are returned whole, not as fast payloads."""
     raw = [
-        server_frame(Opcode.PING, b"x"),
-        server_frame(Opcode.BINARY, b"b"),
-        server_frame(Opcode.TEXT, b"part", fin=False),
+        ws_frame(Opcode.PING, b"x"),
+        ws_frame(Opcode.BINARY, b"b"),
+        ws_frame(Opcode.TEXT, b"part", fin=False),
         Frame(Opcode.TEXT, b"masked").serialize(mask=True),
     ]
     frames, used = FrameSplitter(MAX).split(b"".join(raw))
@@ -152,7 +149,7 @@ def test_control_and_odd_frames_go_to_the_protocol() -> None:
 
 def test_incomplete_frame_stays_in_the_buffer() -> None:
     """A frame cut short is not consumed; the complete ones before it are."""
-    whole = server_frame(Opcode.TEXT, b"a" * 200)
+    whole = ws_frame(Opcode.TEXT, b"a" * 200)
     frames, used = FrameSplitter(MAX).split(whole + whole[:-1])
     assert frames == [(True, b"a" * 200)]
     assert used == len(whole)
@@ -160,7 +157,7 @@ def test_incomplete_frame_stays_in_the_buffer() -> None:
 
 def test_oversized_frame_is_handed_on_at_its_header() -> None:
     """A frame above the size limit goes to the protocol at once (which closes with 1009)."""
-    big = server_frame(Opcode.TEXT, b"z" * 2000)
+    big = ws_frame(Opcode.TEXT, b"z" * 2000)
     frames, used = FrameSplitter(1000).split(big[:10])
     assert frames == [(False, big[:10])]
     assert used == 10
@@ -170,9 +167,11 @@ def test_oversized_frame_is_handed_on_at_its_header() -> None:
 @settings(max_examples=40, deadline=None)
 def test_text_frames_are_what_websockets_would_send(payloads: list[bytes]) -> None:
     """The hand-built frames are byte for byte the library's own unmasked text frames."""
-    assert text_frames(payloads) == b"".join(server_frame(Opcode.TEXT, p) for p in payloads)
+    assert text_frames(payloads) == b"".join(
+        Frame(Opcode.TEXT, p).serialize(mask=False) for p in payloads
+    )
     for payload in payloads:
-        assert text_frame(payload) == server_frame(Opcode.TEXT, payload)
+        assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
 class RecordingTransport:
@@ -204,6 +203,6 @@ def test_keep_alive_pings_the_quiet_and_drops_the_silent() -> None:
     assert keep_alive(protocol, transport, idle=5, interval=20)  # type: ignore[arg-type]
     assert transport.written == []
     assert keep_alive(protocol, transport, idle=21, interval=20)  # type: ignore[arg-type]
-    assert transport.written == [server_frame(Opcode.PING, b"")]
+    assert transport.written == [ws_frame(Opcode.PING, b"")]
     assert not keep_alive(protocol, transport, idle=41, interval=20)  # type: ignore[arg-type]
     assert transport.aborted

@@ -17,14 +17,15 @@ from websockets.exceptions import ConnectionClosed
 from bridge.core.protocol import EventType
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import Publisher, run_bridge
 from tests.helpers import (
     ROOT,
     BridgeProcess,
+    Publisher,
     expect_greeting,
     health_status,
     http_get,
     recv_json,
+    run_bridge,
     wait_for,
 )
 
@@ -143,6 +144,7 @@ async def test_workers_share_one_port_and_stop_together(
         assert ws.close_code == 1001
 
 
+@pytest.mark.soak
 async def test_a_worker_that_dies_is_restarted(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
 ) -> None:
@@ -218,6 +220,7 @@ async def test_the_example_environment_file_starts_a_ready_bridge(
     assert (status, body["status"]) == (200, "ok")
 
 
+@pytest.mark.soak
 async def test_stopping_during_a_restart_wait_is_prompt_and_clean(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str
 ) -> None:

@@ -10,7 +10,13 @@ import pytest
 import bbb_tui.cli
 import bridge.cli
 import bridge.tools.tail
-from bridge.config import SERVE_OPTIONS, Settings, redis_url_from_env, settings_from
+from bridge.config import (
+    SERVE_OPTIONS,
+    ConfigError,
+    Settings,
+    redis_url_from_env,
+    settings_from,
+)
 from bridge.options import Command, Option
 from scripts import readme
 from tests.helpers import run
@@ -154,9 +160,9 @@ def test_a_mistyped_command_line_is_one_line_not_the_usage_block(
 
 def test_out_of_range_values_are_refused_not_clamped() -> None:
     """Values that used to be clamped silently are errors now; the limits themselves pass."""
-    with pytest.raises(bridge.cli.ConfigError, match="--slow-client-timeout"):
+    with pytest.raises(ConfigError, match="--slow-client-timeout"):
         bridge.cli.parse(["--slow-client-timeout", "-3"], {})
-    with pytest.raises(bridge.cli.ConfigError, match="--workers"):
+    with pytest.raises(ConfigError, match="--workers"):
         bridge.cli.parse(["--workers", "0"], {})
     edge = bridge.cli.parse(["--max-client-frame", "125", "--redis-timeout", "0.2"], {})
     assert (edge.max_client_frame, edge.redis_timeout) == (125, 0.2)
@@ -194,7 +200,7 @@ def test_a_blank_or_odd_variable_is_a_mistake_not_unset(
     assert bridge.cli.main([], environ=environ) == 2
     assert message in capsys.readouterr().err
     empty = {name: "" for name in environ}
-    assert bridge.cli.settings_from(bridge.cli.parse([], empty)) == Settings()
+    assert settings_from(bridge.cli.parse([], empty)) == Settings()
 
 
 def test_an_ipv6_redis_host_gets_its_brackets() -> None:

@@ -15,7 +15,7 @@ from bridge.core.protocol import EventType
 from bridge.serving.auth import issue_token
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer, free_port
-from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
+from tests.helpers import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECRET = "page-test-secret-0123456789-abcdefghij"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bbb_tui.app import BbbApp, TuiSettings
@@ -17,11 +16,25 @@ from bbb_tui.cache import BASE_KEYS
 from bbb_tui.client import ConnState
 from bridge.core.backoff import Backoff
 from bridge.core.journal import Gap, Journal
-from bridge.core.protocol import EventType, ResumePoint, parse_frame, parse_resume, with_resume
+from bridge.core.protocol import (
+    EventType,
+    ResumePoint,
+    ResyncReason,
+    parse_frame,
+    parse_resume,
+    with_resume,
+)
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, start_bridge
-from tests.helpers import expect_greeting, recv_json, wait_for
+from tests.helpers import (
+    SUBSCRIBE_TIMEOUT,
+    Publisher,
+    expect_greeting,
+    messages_until,
+    recv_json,
+    start_bridge,
+    wait_for,
+)
 
 JOB = EventType.SINGLE_JOB_REFRESH
 
@@ -145,16 +158,6 @@ def url(bridge: Bridge, query: str = "") -> str:
     return f"ws://127.0.0.1:{bridge.port}/{query}"
 
 
-async def recv_until_live(ws: ClientConnection, last: str) -> list[dict[str, Any]]:
-    """Every message up to and including the event whose id is ``last``."""
-    received = []
-    while True:
-        message = await recv_json(ws)
-        received.append(message)
-        if message["data"].get("jobId") == last:
-            return received
-
-
 async def test_a_client_that_comes_back_gets_exactly_what_it_missed(
     bridge: Bridge, publish: Publisher
 ) -> None:
@@ -184,7 +187,7 @@ async def test_a_client_that_comes_back_gets_exactly_what_it_missed(
         await asyncio.sleep(0.05)  # a few live events after the replayed ones
         stop.set()
         count = await publisher
-        received = await recv_until_live(ws, "end")
+        received = await messages_until(ws, "end")
     assert [m["type"] for m in received] == ["single-job-refresh"] * (count + 1)
     assert [m["data"]["jobId"] for m in received] == [f"during-{n}" for n in range(count)] + ["end"]
     assert [m["seq"] for m in received] == list(range(last_seq + 1, last_seq + count + 2))
@@ -316,4 +319,7 @@ def test_a_replay_is_exactly_what_came_after_or_a_gap(
             assert len(result) <= size or since == journal.seq
         else:
             assert result.reason in ("redis-reconnected", "replay-unavailable")
-    assert journal.missed(ResumePoint(journal.seq, "e")) in ([], Gap("redis-reconnected", {}))
+    assert journal.missed(ResumePoint(journal.seq, "e")) in (
+        [],
+        Gap(ResyncReason.REDIS_RECONNECTED, {}),
+    )

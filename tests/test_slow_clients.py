@@ -15,8 +15,15 @@ from bridge.core.protocol import EventType
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
 from bridge.wsio.frames import FrameSplitter
-from tests.conftest import SUBSCRIBE_TIMEOUT, Publisher, run_bridge, start_bridge
-from tests.helpers import BridgeProcess, rss_bytes, wait_for
+from tests.helpers import (
+    SUBSCRIBE_TIMEOUT,
+    BridgeProcess,
+    Publisher,
+    rss_bytes,
+    run_bridge,
+    start_bridge,
+    wait_for,
+)
 
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -82,6 +89,7 @@ async def tight_bridge(redis_server: RedisServer, prefix: str) -> Bridge:
     )
 
 
+@pytest.mark.soak
 async def test_a_stuck_client_is_closed_and_the_others_lose_nothing(
     tight_bridge: Bridge, publish: Publisher, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -184,6 +192,7 @@ async def all_delivered(clients: Clients, expected: int) -> dict[str, Any]:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(180)
 async def test_one_stuck_client_among_200_costs_the_others_nothing(
     processes: list[BridgeProcess], redis_server: RedisServer, prefix: str, publish: Publisher

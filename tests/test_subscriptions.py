@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from hypothesis import given
@@ -30,8 +30,7 @@ from bridge.serving.hub import Hub, Selection
 from bridge.serving.peer import Peer
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import Publisher
-from tests.helpers import expect_greeting, recv_json, wait_for
+from tests.helpers import Publisher, expect_greeting, messages_until, named, recv_json, wait_for
 
 Q, SQ, J = EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH, EventType.JOB_REFRESH
 
@@ -94,15 +93,8 @@ def test_the_tui_asks_the_bridge_to_filter() -> None:
 
 
 async def receive_until(ws: ClientConnection, last: str) -> list[tuple[str, str]]:
-    """(type, id) of every event up to the one whose payload is ``last``."""
-    got = []
-    while True:
-        message: dict[str, Any] = await recv_json(ws)
-        data = message["data"]
-        ident = data.get("jobId", data.get("queueName", data.get("schedulerKey")))
-        got.append((message["type"], ident))
-        if ident == last:
-            return got
+    """(type, name) of every event up to the one that names ``last``."""
+    return [(m["type"], named(m)) for m in await messages_until(ws, last)]
 
 
 MIX = [

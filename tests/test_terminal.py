@@ -14,15 +14,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from bridge.core.protocol import GREETING, EventType, encode_control, encode_session
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
-from tests.conftest import Publisher
-from tests.helpers import publish_count
+from tests.helpers import Publisher, publish_count
 from tests.terminal import Terminal, bbb_tui
 
 pytestmark = pytest.mark.timeout(90)
@@ -129,7 +128,7 @@ async def test_hostile_ids_and_queue_names_never_reach_the_terminal(
 HOSTILE_TEXT = "\x1b]0;pwned\x07\x1b]52;c;cm0gLXJmIH4=\x07\x1b[c\x1b[>c\x9b6n\u202e"
 
 
-async def hostile_bridge() -> tuple[asyncio.AbstractServer, int]:
+async def hostile_bridge() -> tuple[Server, int]:
     """A 'bridge' that sends hostile control text, closes with a hostile reason, then
     refuses every later connection with a hostile 401 body."""
     connections = 0
@@ -239,6 +238,7 @@ async def test_the_tail_command_writes_nothing_raw_either(terminals: list[Termin
         bridge_server.close()
 
 
+@pytest.mark.soak
 async def test_a_closed_terminal_never_leaves_the_tui_running(
     redis_server: RedisServer, prefix: str, terminals: list[Terminal]
 ) -> None:
@@ -251,9 +251,11 @@ async def test_a_closed_terminal_never_leaves_the_tui_running(
             "--redis-url", redis_server.url, "--prefix", prefix,
         )  # fmt: skip
         await terminal.wait_for_text("connected", timeout=30)
-        await terminal.wait_for(
-            lambda t=terminal: events_shown(t) > 2000, "thousands of events", 20
-        )
+
+        def flooded(shown: Terminal = terminal) -> bool:
+            return events_shown(shown) > 2000
+
+        await terminal.wait_for(flooded, "thousands of events", 20)
         assert terminal.process is not None
         terminal.stop_reading()  # as a closing terminal does first: the app's writes block
         await asyncio.sleep(1)

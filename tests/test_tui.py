@@ -12,11 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 import trustme
 from textual.binding import Binding
+from textual.content import Content
 from textual.widgets import Input, Static
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cache import BASE_KEYS, key_label
-from bbb_tui.client import ConnState
+from bbb_tui.client import ConnState, ConnStatus
 from bbb_tui.monitor import KINDS
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
@@ -25,15 +26,14 @@ from bridge.core.protocol import GREETING, EventType
 from bridge.serving.auth import issue_token
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer, free_port
-from tests.conftest import Publisher, start_bridge
-from tests.helpers import publish_count, wait_for
+from tests.helpers import Publisher, publish_count, start_bridge, wait_for
 
 
-def make_app(port: int, redis_url: str, prefix: str) -> BbbApp:
+def make_app(port: int, redis_url: str, prefix: str, kind: type[BbbApp] = BbbApp) -> BbbApp:
     settings = TuiSettings(
         url=f"ws://127.0.0.1:{port}", redis_url=redis_url, prefix=prefix, fetch_latency=0.05
     )
-    return BbbApp(settings)
+    return kind(settings)
 
 
 def status_line(app: BbbApp) -> str:
@@ -55,7 +55,7 @@ class RecordingApp(BbbApp):
         super().__init__(settings)
         self.notified: list[str] = []
 
-    def notify(self, message: str, **kwargs: object) -> None:  # type: ignore[override]
+    def notify(self, message: str, **kwargs: object) -> None:
         self.notified.append(f"{kwargs.get('title', '')}: {message}")
         super().notify(message, **kwargs)  # type: ignore[arg-type]
 
@@ -71,12 +71,18 @@ async def app_on_bridge(
     yield make_app(bridge.port, redis_server.url, prefix)
 
 
-async def test_state_goes_connecting_then_connected(app_on_bridge: BbbApp) -> None:
+async def test_state_goes_connecting_then_connected(
+    bridge: Bridge, redis_server: RedisServer, prefix: str
+) -> None:
     """The status line says connecting first, then connected with the URL and uptime."""
-    app = app_on_bridge
     states: list[ConnState] = []
-    original = app.on_status
-    app.client._on_status = lambda s: (states.append(s.state), original(s))  # type: ignore[func-returns-value]
+
+    class Recording(BbbApp):
+        def on_status(self, status: ConnStatus) -> None:
+            states.append(status.state)
+            super().on_status(status)
+
+    app = make_app(bridge.port, redis_server.url, prefix, Recording)
     async with app.run_test(size=(120, 40)):
         await connected(app)
         await wait_for(lambda: "connected" in status_line(app) and " up " in status_line(app))
@@ -105,7 +111,11 @@ async def test_key_a_fires_all_four_seed_events(app_on_bridge: BbbApp) -> None:
         await pilot.press("a")
         await wait_for(lambda: app.monitor.events == 4, what="four events")
         for needle in ("test-job-123", "test-queue", "test-scheduler-key", "test-job-456"):
-            await wait_for(lambda n=needle: n in log_text(app), what=needle)
+
+            def shown(n: str = needle) -> bool:
+                return n in log_text(app)
+
+            await wait_for(shown, what=needle)
 
 
 async def test_a_burst_of_500_costs_far_fewer_fetches(
@@ -192,8 +202,9 @@ async def test_a_redis_outage_behind_the_bridge_is_shown_until_it_is_over(
             await wait_for(lambda: "Redis down" in status_line(app), 5, what="Redis down shown")
             assert "\N{MIDDLE DOT} Redis down" in status_line(app)
             status = app.query_one("#status", Static).render()
-            amber = [s for s in status.spans if "229, 192, 123" in repr(s.style)]  # type: ignore[attr-defined]
-            assert any("connected" in status.plain[s.start : s.end] for s in amber)  # type: ignore[attr-defined]
+            assert isinstance(status, Content)
+            amber = [s for s in status.spans if "229, 192, 123" in repr(s.style)]
+            assert any("connected" in status.plain[s.start : s.end] for s in amber)
             assert "lost Redis" in log_text(app)
             async with late.run_test(size=(120, 40)):  # connects during the outage
                 await connected(late)
