@@ -255,7 +255,7 @@ async def test_the_tui_resumes_and_counts_what_was_replayed(
             await publish(JOB, f"live-{i}")
         await wait_for(lambda: app.monitor.events == 3, what="3 live events")
         before = {k: app.cache.queries[k].invalidations for k in BASE_KEYS}
-        for connection in list(bridge._connections):
+        for connection in list(bridge.hub):
             connection.abort()  # the network drops; the TUI retries in 0.5 s
         await wait_for(lambda: app.status.state is ConnState.RECONNECTING, what="reconnecting")
         pipe = publish.client.pipeline(transaction=False)

@@ -57,3 +57,23 @@ class LoopErrors:
             )
             return
         loop.default_exception_handler({**context, "message": message + more})
+
+
+async def until_a_stop_signal() -> signal.Signals:
+    """Wait for SIGTERM, SIGINT or SIGHUP (the loop's own errors reported a line a second
+    meanwhile, see :class:`LoopErrors`); return which came."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(LoopErrors())
+    came: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def stop(sig: signal.Signals) -> None:
+        if not came.done():
+            came.set_result(sig)
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await came
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)

@@ -30,14 +30,15 @@ RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EN
 
 class Listener:
     """Listens on ``host:port`` (every address it resolves to) and hands each accepted
-    connection to ``factory``'s protocol, as long as ``room()`` is true."""
+    connection to ``factory``'s protocol, as long as ``room(accepting)`` is true (given
+    how many it is handing over already)."""
 
     def __init__(
         self,
         factory: Callable[[], asyncio.Protocol],
         *,
-        room: Callable[[], bool],
-        reuse_port: bool = False,
+        room: Callable[[int], bool],
+        reuse_port: bool,
     ) -> None:
         self._factory = factory
         self._room = room
@@ -103,7 +104,7 @@ class Listener:
 
     def _accept(self, sock: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):
-            if not self._room():
+            if not self._room(self.accepting):
                 self._pause()  # they wait in the kernel's queue until some close
                 return
             try:

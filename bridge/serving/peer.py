@@ -138,9 +138,9 @@ class Peer(asyncio.Protocol):
         clock: Callable[[], float],
         max_buffer: int,
         slow_timeout: float,
-        max_rate: float = 0.0,
-        compression: bool = False,
-        shared_budget: Budget | None = None,
+        max_rate: float,
+        compression: bool,
+        shared_budget: Budget | None,
     ) -> None:
         self._owner = owner
         # Frames a client may send: refilled at the rate per second, up to a burst of 2x.

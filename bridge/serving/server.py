@@ -1,18 +1,18 @@
 """The bridge service: wiring, lifecycle, and the policies that join its parts.
 
-A :class:`Bridge` starts the listening socket and the Redis source, stops them (1001 to
-every client), and answers its peers' callbacks: admission (:mod:`.admission`), plain
-HTTP (:mod:`.http`), the opening of a connection and replays (:mod:`.session`), what
-happens when Redis goes and comes back, and when a lagging client catches up.
+A :class:`Bridge` starts the listening socket and the Redis source and stops them (1001
+to every client). Its peers' callbacks go to the room for each job: how many get in
+(:mod:`.doors`), who (:mod:`.admission`), plain HTTP (:mod:`.http`), each connection's
+session and replay (:mod:`.session`), the fan-out (:mod:`.hub`). What is left here is
+what joins them: what happens when Redis goes and comes back, and when a lagging client
+catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import resource
 import time
 from http import HTTPStatus
 
@@ -22,20 +22,18 @@ from bridge.checks import split_redis_urls
 from bridge.config import Settings
 from bridge.core.budget import Budget
 from bridge.core.journal import Journal
-from bridge.core.loglimit import LogLimiter
 from bridge.core.protocol import EventType, ResyncReason, encode_redis_down, encode_resync
-from bridge.core.subscriptions import Delivery
-from bridge.ops.lifecycle import STOP_SIGNALS, LoopErrors
+from bridge.ops.lifecycle import until_a_stop_signal
 from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics, Readings
-from bridge.serving.admission import Admission, Refused, admit, check_request
-from bridge.serving.delivery import negotiated_deflate
-from bridge.serving.http import TOO_MANY, plain_answer, refusal
+from bridge.serving.admission import Admission, admit, check_request
+from bridge.serving.doors import Doors
+from bridge.serving.http import plain_answer
 from bridge.serving.hub import Hub
 from bridge.serving.listener import Listener
 from bridge.serving.peer import Peer
-from bridge.serving.session import Replay, answer_action, opening_frames
+from bridge.serving.session import Sessions
 from bridge.sources.redis_source import RedisSource, SourceState
-from bridge.wsio.frames import text_frame, text_frames
+from bridge.wsio.frames import text_frame
 from bridge.wsio.plumbing import CLOSE_TIMEOUT
 
 log = logging.getLogger("bridge")
@@ -43,22 +41,9 @@ log = logging.getLogger("bridge")
 #: A client quiet for this long is pinged; one quiet for twice as long is dropped.
 PING_INTERVAL = 20.0
 RESYNC_SLOW_CLIENT = text_frame(encode_resync(ResyncReason.SLOW_CLIENT))
-#: File descriptors kept for everything but client connections (Redis, the listening
-#: sockets, logs, the process's own).
-RESERVED_FILES = 64
 #: Client frames (and names in subscription frames) all clients together may cost, a second:
 #: far above what browsers and bbb-tui send (a pong every 20 s), far below a stall.
 SHARED_READ_RATE = 5000.0
-#: Connections answered 503 at once (and closing) at most; past it, closed without a word.
-MAX_REFUSING = 32
-
-
-def connections_the_files_allow() -> int:
-    """How many connections the open-files limit leaves room for (see RESERVED_FILES)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 20
-    return max(soft - RESERVED_FILES - MAX_REFUSING, 8)
 
 
 REDIS_DOWN_FRAME = encode_redis_down()
@@ -86,18 +71,18 @@ class Bridge:
             on_up=self._on_redis_up,
             stall_timeout=settings.redis_timeout,
         )
+        self.doors = Doors(settings.max_connections, self.stats)
+        self.sessions = Sessions(
+            self.hub,
+            self.journal,
+            self.stats,
+            redis_down_for=lambda: self.source.down_for,
+            alive=lambda connection: connection in self.doors.connections,
+        )
         self._listener: Listener | None = None
-        self._connections: set[Peer] = set()  # open or opening
-        self._refusing: set[Peer] = set()  # answered 503, closing
         #: What all clients together may make the bridge read and apply, a second.
         self._reading = Budget(SHARED_READ_RATE, 2 * SHARED_READ_RATE, time.monotonic)
-        #: Open files for clients: past it, accepting waits (see Listener).
-        self._files = connections_the_files_allow()
-        #: Connections (open or opening) past which new ones are refused (503).
-        self.connection_limit = settings.max_connections or self._files
-        self._all_gone = asyncio.Event()  # set whenever _connections is empty
         self._tasks: list[asyncio.Task[None]] = []
-        self._refusals = LogLimiter(1.0)
         self.metrics = Metrics(self.readings)
 
     @property
@@ -105,25 +90,10 @@ class Bridge:
         assert self._listener is not None, "start() first"
         return self._listener.port
 
-    def _room(self) -> bool:
-        """Whether one more connection leaves enough open files (see RESERVED_FILES)."""
-        assert self._listener is not None
-        used = len(self._connections) + len(self._refusing) + self._listener.accepting
-        if used < self._files:
-            return True
-        suppressed = self._refusals.allow("files")
-        if suppressed is not None:
-            log.warning(
-                "%d connections: as many as the open-files limit allows; new ones wait "
-                "until some close",
-                used,
-            )
-        return False
-
     async def start(self) -> None:
         """Listen (raises OSError if the port is taken) and start the Redis subscription."""
         listener = Listener(
-            self._new_connection, room=self._room, reuse_port=self.settings.reuse_port
+            self._new_connection, room=self.doors.room, reuse_port=self.settings.reuse_port
         )
         listener.listen(self.settings.host, self.settings.port)
         self._listener = listener
@@ -137,12 +107,12 @@ class Bridge:
         """Close every client with 1001 (going away) and stop the subscription."""
         if self._listener is not None:
             self._listener.close()
-            for connection in list(self._connections):
+            for connection in list(self.doors.connections):
                 connection.close(1001)
-            if self._connections:
+            if self.doors.connections:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._all_gone.wait(), CLOSE_TIMEOUT + 0.5)
-            for connection in list(self._connections):
+                    await asyncio.wait_for(self.doors.all_gone.wait(), CLOSE_TIMEOUT + 0.5)
+            for connection in list(self.doors.connections):
                 connection.abort()
             self._listener = None
         for task in self._tasks:
@@ -154,17 +124,10 @@ class Bridge:
 
     async def run_until_signal(self) -> None:
         """Serve until SIGTERM, SIGINT or SIGHUP, then shut down cleanly."""
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(LoopErrors())
-        stopping = asyncio.Event()
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, stopping.set)
         try:
-            await stopping.wait()
+            await until_a_stop_signal()
             log.info("Shutting down: closing %d client(s)", len(self.hub))
         finally:
-            for sig in STOP_SIGNALS:
-                loop.remove_signal_handler(sig)
             await self.stop()
 
     def health(self) -> tuple[HTTPStatus, dict[str, str | int]]:
@@ -232,22 +195,7 @@ class Bridge:
             compression=self.settings.compression,
             shared_budget=self._reading,
         )
-        limit = self.connection_limit
-        if len(self._connections) >= limit:  # open, opening and half-open alike
-            self.stats.refused[HTTPStatus.SERVICE_UNAVAILABLE.value] += 1
-            # A 503, while few are being refused; past that, closed without a word.
-            polite = len(self._refusing) < MAX_REFUSING
-            connection.refuse_with = TOO_MANY if polite else b""
-            if polite:
-                self._refusing.add(connection)
-            suppressed = self._refusals.allow("503")
-            if suppressed is not None:
-                more = f" (+{suppressed} more since last report)" if suppressed else ""
-                why = "--max-connections" if self.settings.max_connections else "open files"
-                log.warning("Refused a connection: 503: %d open (%s)%s", limit, why, more)
-            return connection
-        self._connections.add(connection)
-        self._all_gone.clear()
+        self.doors.enter(connection)
         return connection
 
     def on_request(self, connection: Peer, request: Request) -> Response | None:
@@ -266,76 +214,16 @@ class Bridge:
                 connection.expires_at = admission.expires_at
                 return None
             refused = admission
-        return self._refuse(connection, refused)
+        return self.doors.refuse(connection, refused)
 
     def _metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.render(), CONTENT_TYPE
 
-    def _refuse(self, connection: Peer, refused: Refused) -> Response:
-        status, why = refused.status, refused.why
-        self.stats.refused[status.value] += 1
-        suppressed = self._refusals.allow(f"{status.value}")
-        if suppressed is not None:
-            more = f" (+{suppressed} more since last report)" if suppressed else ""
-            log.warning(
-                "Refused %s: %d %s: %s%s", connection.peer, status, status.phrase, why, more
-            )
-        return refusal(status, why)
-
     def on_open(self, connection: Peer, request: Request) -> None:
-        """Greeting, session, then what the client missed (or a resync), then live events.
-
-        A replay goes out chunk by chunk as the client drains (bounded like live events),
-        and the client joins the broadcast when it has caught up with the journal.
-        """
-        admission = connection.admission
-        how = Delivery(admission.batch, negotiated_deflate(connection.protocol))
-        self.stats.connections_opened += 1
-        point = admission.point
-        frames, gap = opening_frames(self.journal, point, self.source.down_for)
-        if gap is not None:
-            self.stats.resyncs[gap.reason] += 1
-        if point is None or gap is not None:
-            self.hub.join(connection, text_frames(frames), admission.subscription, how)
-            why = "" if gap is None else f"; resync ({gap.reason})"
-            log.info(
-                "Client connected from %s (%d connected)%s", connection.peer, len(self.hub), why
-            )
-            return
-        connection.write(text_frames(frames))
-        connection.subscription = admission.subscription  # changed by its frames meanwhile
-        join = functools.partial(self._join_after_replay, connection, how)
-        replay = Replay(
-            self.journal,
-            point.since,
-            lambda: connection.subscription,
-            stats=self.stats,
-            alive=lambda: connection in self._connections,
-            redis_down_for=lambda: self.source.down_for,
-            join=join,
-        )
-        connection.replay(replay)
-
-    def _join_after_replay(
-        self, connection: Peer, how: Delivery, last: bytes, summary: str
-    ) -> None:
-        self.hub.join(connection, last, connection.subscription, how)
-        log.info(
-            "Client connected from %s (%d connected); %s", connection.peer, len(self.hub), summary
-        )
+        self.sessions.open(connection)
 
     def on_message(self, connection: Peer, data: bytes) -> int:
-        """A client frame: a subscription change (anything else is ignored, as before)."""
-        if b'"action"' not in data:
-            return 0
-        subscription, answer = answer_action(connection.subscription, data)
-        if subscription is not None:
-            if connection in self.hub:
-                self.hub.resubscribe(connection, subscription)
-            else:  # still replaying: the replay, then the broadcast, go by it
-                connection.subscription = subscription
-        connection.write(answer)
-        return data.count(b",")  # about the names it named: what it cost to apply
+        return self.sessions.act(connection, data)
 
     def on_close(self, connection: Peer) -> None:
         self.hub.leave(connection)
@@ -355,10 +243,7 @@ class Bridge:
         return sum(1 for connection in self.hub if connection.lagging)
 
     def forget(self, connection: Peer) -> None:
-        self._connections.discard(connection)
-        self._refusing.discard(connection)
-        if not self._connections:
-            self._all_gone.set()
+        self.doors.leave(connection)
 
     async def _keepalive(self) -> None:
         """One timer for all connections (not a task per connection)."""
@@ -366,5 +251,5 @@ class Bridge:
         while True:
             await asyncio.sleep(PING_INTERVAL / 2)
             now = loop.time()
-            for connection in list(self._connections):
+            for connection in list(self.doors.connections):
                 connection.keepalive(now, PING_INTERVAL)

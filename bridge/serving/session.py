@@ -8,10 +8,12 @@ serving, without sockets).
   hand-over to the live broadcast, in one step.
 - :func:`answer_action`: a client's subscribe/unsubscribe frame, and the answer it gets
   (pure).
+- :class:`Sessions`: puts these together for each connection the bridge opens.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -28,8 +30,11 @@ from bridge.core.protocol import (
     encode_session,
     parse_frame,
 )
-from bridge.core.subscriptions import Subscription
+from bridge.core.subscriptions import Delivery, Subscription
 from bridge.ops.metrics import BridgeStats
+from bridge.serving.delivery import negotiated_deflate
+from bridge.serving.hub import Hub
+from bridge.serving.peer import Peer
 from bridge.wsio.frames import text_frame, text_frames
 
 log = logging.getLogger("bridge")
@@ -113,11 +118,82 @@ def _wanted(subscription: Subscription, frame: bytes) -> bool:
 
 
 def answer_action(before: Subscription, data: bytes) -> tuple[Subscription | None, bytes]:
-    """A client's frame: the subscription it asks for (None: unchanged) and the framed
-    answer (what changed, or the error). Frames that are not actions get no answer."""
+    """A client's action frame: the subscription it asks for (None: unchanged) and the
+    framed answer (what changed, or why not)."""
     try:
         action, types, queues = subscriptions.parse_action(data.decode(errors="replace"))
         after = before.apply(action, types, queues)
     except ValueError as exc:
         return None, text_frame(encode_control(ControlType.ERROR, reason=str(exc)))
     return after, text_frame(encode_control(ControlType.SUBSCRIBED, **after.changes(before)))
+
+
+class Sessions:
+    """Each opened connection's session: its first frames, then the broadcast (or first
+    its replay), and the subscription changes it asks for along the way."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        journal: Journal,
+        stats: BridgeStats,
+        *,
+        redis_down_for: Callable[[], float | None],
+        alive: Callable[[Peer], bool],
+    ) -> None:
+        self._hub, self._journal, self._stats = hub, journal, stats
+        self._redis_down_for = redis_down_for
+        self._alive = alive  # whether a connection is still there
+
+    def open(self, connection: Peer) -> None:
+        """Greeting, session, then what the client missed (or a resync), then live events.
+
+        A replay goes out chunk by chunk as the client drains (bounded like live events),
+        and the client joins the broadcast when it has caught up with the journal.
+        """
+        admission, hub = connection.admission, self._hub
+        how = Delivery(admission.batch, negotiated_deflate(connection.protocol))
+        self._stats.connections_opened += 1
+        point = admission.point
+        frames, gap = opening_frames(self._journal, point, self._redis_down_for())
+        if gap is not None:
+            self._stats.resyncs[gap.reason] += 1
+        if point is None or gap is not None:
+            hub.join(connection, text_frames(frames), admission.subscription, how)
+            why = "" if gap is None else f"; resync ({gap.reason})"
+            log.info("Client connected from %s (%d connected)%s", connection.peer, len(hub), why)
+            return
+        connection.write(text_frames(frames))
+        connection.subscription = admission.subscription  # changed by its frames meanwhile
+        replay = Replay(
+            self._journal,
+            point.since,
+            lambda: connection.subscription,
+            stats=self._stats,
+            alive=lambda: self._alive(connection),
+            redis_down_for=self._redis_down_for,
+            join=functools.partial(self._join_after_replay, connection, how),
+        )
+        connection.replay(replay)
+
+    def _join_after_replay(
+        self, connection: Peer, how: Delivery, last: bytes, summary: str
+    ) -> None:
+        hub = self._hub
+        hub.join(connection, last, connection.subscription, how)
+        log.info("Client connected from %s (%d connected); %s", connection.peer, len(hub), summary)
+
+    def act(self, connection: Peer, data: bytes) -> int:
+        """A client's text frame: an action (a frame that mentions ``"action"``) changes its
+        subscription and is answered; anything else is ignored. Returns the work it was
+        beyond one frame's (about the names it named)."""
+        if b'"action"' not in data:
+            return 0
+        subscription, answer = answer_action(connection.subscription, data)
+        if subscription is not None:
+            if connection in self._hub:
+                self._hub.resubscribe(connection, subscription)
+            else:  # still replaying: the replay, then the broadcast, go by it
+                connection.subscription = subscription
+        connection.write(answer)
+        return data.count(b",")

@@ -15,6 +15,7 @@ from bridge.checks import read_token_file
 from bridge.core.backoff import Backoff
 from bridge.core.protocol import ResumeTracker, parse_frame, with_resume
 from bridge.core.sanitize import is_forbidden
+from bridge.wsio.plumbing import CLOSE_TIMEOUT
 
 log = logging.getLogger("bridge.tail")
 
@@ -46,8 +47,6 @@ def _json_escape(char: str) -> str:
 
 #: Refusals that retrying cannot fix: the token or the origin is wrong.
 PERMANENT = {401: "unauthorized", 403: "forbidden"}
-#: On leaving (--count reached), how long to wait for the bridge to answer the close.
-CLOSE_TIMEOUT = 1.0
 
 
 async def tail(
