@@ -75,7 +75,7 @@ def test_a_bad_query_is_a_400_that_says_why(path: str, why: str) -> None:
 def test_only_listed_origins_pass_whatever_the_host() -> None:
     """A page from another origin is refused, even one whose Host header matches it (DNS
     rebinding); a client that is no page (no Origin: bbb-tui, tail) is not a browser's."""
-    settings = Settings(allowed_origins=("https://good.example",))
+    settings = Settings(allowed_origins=frozenset({"https://good.example"}))
     assert isinstance(admit(request(Origin="https://good.example"), settings), Admission)
     refused = admit(request(Origin="http://evil.example:8081", Host="evil.example:8081"), settings)
     assert isinstance(refused, Refused) and refused.status is HTTPStatus.FORBIDDEN
@@ -102,8 +102,8 @@ def test_what_no_request_may_do() -> None:
     refused = check_request(request(Origin=["https://a.example", "https://b.example"]))
     assert isinstance(refused, Refused) and refused.status is HTTPStatus.BAD_REQUEST
     assert check_request(request(method="HEAD")) is None
-    refused = admit(request(method="HEAD"), Settings())
-    assert isinstance(refused, Refused) and refused.status is HTTPStatus.BAD_REQUEST
+    head = admit(request(method="HEAD"), Settings())
+    assert isinstance(head, Refused) and head.status is HTTPStatus.BAD_REQUEST
 
 
 # -- the opening frames ---------------------------------------------------------------
