@@ -2,7 +2,7 @@
 
 websockets' own reconnecting iterator is not used because the UI must show the
 attempt number and a countdown, and ``r`` must cut the wait short; the policy is the
-shared :class:`bridge.backoff.Backoff` (exponential, full jitter, capped), reset once a
+shared :class:`bridge.core.backoff.Backoff` (exponential, full jitter, capped), reset once a
 connection has stayed up for ``stable_after`` seconds.
 """
 

@@ -4,7 +4,7 @@ The connection calls :meth:`Monitor.feed_many` once per network read (a few
 microseconds a frame: parse, count, append, invalidate). Nothing here touches a
 widget: the app drains the new log lines and the changed cache rows on a clock, in
 one batch each. Text from the wire enters the log here, and only through
-:func:`bridge.sanitize.fit`: no line can hold a character that acts on the terminal.
+:func:`bridge.core.sanitize.fit`: no line can hold a character that acts on the terminal.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ class Monitor:
         """Add an informational line (connection changes, resyncs)."""
         self._append(INFO, clean(text, 300))
 
-    def _append(self, kind: str, text: str) -> None:
+    def _append(self, kind: LineKind, text: str) -> None:
         stamp = self._timestamp()
         self.entries.append((kind, f"{stamp}  {_PADDED[kind]}  {text}"))
         self._new += 1

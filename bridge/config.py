@@ -39,7 +39,7 @@ DEFAULT_MAX_CLIENT_BUFFER = 4 * MIB
 DEFAULT_SLOW_CLIENT_TIMEOUT = 30.0
 DEFAULT_REDIS_TIMEOUT = 3.0
 # A few seconds of a heavy burst, or minutes of ordinary traffic (and 32 MiB at most,
-# see bridge.journal).
+# see bridge.core.journal).
 DEFAULT_REPLAY_SIZE = 10_000
 DEFAULT_REPLAY_AGE = 300.0
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -1,4 +1,4 @@
-"""Pure units of the bridge: backoff, log throttle, settings from the environment."""
+"""Pure units of the bridge: backoff, log limiter, settings from the environment."""
 
 from __future__ import annotations
 
@@ -56,39 +56,39 @@ def test_budget_debt_is_paid_back_before_anything_is_spent_again() -> None:
     assert budget.available() == pytest.approx(1.0)
 
 
-def test_log_throttle_allows_once_per_interval_and_counts_the_rest() -> None:
+def test_log_limiter_allows_once_per_interval_and_counts_the_rest() -> None:
     """Within one interval a key is allowed once; the next yes reports what was swallowed."""
     now = [0.0]
-    throttle = LogLimiter(1.0, clock=lambda: now[0])
-    assert throttle.allow("a") == 0
-    assert throttle.allow("a") is None
-    assert throttle.allow("a") is None
-    assert throttle.allow("b") == 0
+    limiter = LogLimiter(1.0, clock=lambda: now[0])
+    assert limiter.allow("a") == 0
+    assert limiter.allow("a") is None
+    assert limiter.allow("a") is None
+    assert limiter.allow("b") == 0
     now[0] = 1.5
-    assert throttle.allow("a") == 2
+    assert limiter.allow("a") == 2
 
 
-def test_log_throttle_table_stays_bounded() -> None:
+def test_log_limiter_table_stays_bounded() -> None:
     """Hostile, ever-new keys never grow the table past its bound."""
     now = [0.0]
-    throttle = LogLimiter(1.0, max_keys=16, clock=lambda: now[0])
+    limiter = LogLimiter(1.0, max_keys=16, clock=lambda: now[0])
     for i in range(1000):
         now[0] = i * 0.2  # a few new keys per interval, under the global cap
-        assert throttle.allow(f"k{i}") == 0
-    assert len(throttle._last) <= 16
+        assert limiter.allow(f"k{i}") == 0
+    assert len(limiter._last) <= 16
 
 
-def test_log_throttle_caps_all_keys_together_and_counts_the_rest() -> None:
+def test_log_limiter_caps_all_keys_together_and_counts_the_rest() -> None:
     """A flood of distinct keys gets max_per_interval yeses per interval; the rest are counted
     and handed over once, after their interval ended."""
     now = [0.0]
-    throttle = LogLimiter(1.0, max_per_interval=3, clock=lambda: now[0])
-    said = [throttle.allow(f"k{i}") for i in range(100)]
+    limiter = LogLimiter(1.0, max_per_interval=3, clock=lambda: now[0])
+    said = [limiter.allow(f"k{i}") for i in range(100)]
     assert said.count(0) == 3 and said.count(None) == 97
-    assert throttle.overflow() == 0  # not before the interval is over
+    assert limiter.overflow() == 0  # not before the interval is over
     now[0] = 1.0
-    assert throttle.overflow() == 97
-    assert throttle.overflow() == 0
+    assert limiter.overflow() == 97
+    assert limiter.overflow() == 0
 
 
 @pytest.mark.parametrize(

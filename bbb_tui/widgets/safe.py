@@ -1,7 +1,7 @@
 """Outside text as Rich ``Text``: sanitized, cut by cells, its escapes dim.
 
 Every widget that draws text it did not write itself goes through :func:`safe_text`
-(or :func:`bridge.sanitize.sanitize` for plain strings), even when the text was
+(or :func:`bridge.core.sanitize.sanitize` for plain strings), even when the text was
 sanitized where it entered the app: defence in depth, and cheap when there is nothing
 to do. ``Text`` is never parsed as markup, so ``[bold]`` in a job id stays literal.
 """

@@ -1,5 +1,5 @@
-"""Rate-limited logging for input we do not control (unknown channels, odd requests): a
-log limiter, not to be confused with the protocol's throttle (an event window)."""
+"""Rate-limited logging for input we do not control (unknown channels, odd requests): one
+line per key per interval, with a count of what was left unsaid."""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def encode_redis_down(down_for: float = 0.0) -> bytes:
     return encode_control(ControlType.REDIS_DOWN, down_seconds=round(down_for, 1))
 
 
-def encode_resync(reason: str, **details: object) -> bytes:
+def encode_resync(reason: ResyncReason, **details: object) -> bytes:
     """The control message announcing a gap: ``{"type":"resync","data":{"reason":...}}``."""
     return encode_control(ControlType.RESYNC, reason=reason, **details)
 
@@ -265,7 +265,8 @@ class Greeting(NamedTuple):
 
 
 class Resync(NamedTuple):
-    """The bridge says events may have been missed: refetch everything (an extension)."""
+    """The bridge says events may have been missed: refetch everything (an extension).
+    ``reason`` stays a string: a newer bridge may give one this client does not know."""
 
     reason: str
     data: dict[str, Any]
