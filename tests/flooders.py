@@ -3,7 +3,7 @@
     python -m tests.flooders --port P --clients N --kind subscribe|unsubscribe|ping
 
 Each connects, then writes its kind of frame as fast as the bridge takes them, until
-killed. Prints ``ready`` once all are connected.
+killed. Prints ``ready`` once all are connected, or ``failed: <why>`` and exits 1.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ HANDSHAKE = (
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
 MASK = b"\x01\x02\x03\x04"
+#: Seconds for all to connect (the test waits for the verdict a little longer).
+CONNECT_TIMEOUT = 15.0
 
 
 @functools.cache
@@ -42,7 +44,9 @@ def frames(kind: str, n: int) -> bytes:
 async def flood(port: int, kind: str, n: int, ready: asyncio.Event) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(HANDSHAKE)
-    await reader.readuntil(b"\r\n\r\n")
+    answer = await reader.readuntil(b"\r\n\r\n")
+    if not answer.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(answer.split(b"\r\n", 1)[0].decode("latin-1"))
     ready.set()
     data = frames(kind, n if kind == "subscribe" else 0)
     drain = asyncio.create_task(reader.read(-1))  # what the bridge answers: read, dropped
@@ -65,7 +69,16 @@ async def main() -> None:
         asyncio.create_task(flood(args.port, args.kind, n, ready))
         for n, ready in enumerate(readies)
     ]
-    await asyncio.gather(*(ready.wait() for ready in readies))
+    deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT
+    while not all(ready.is_set() for ready in readies):
+        broken = [task for task in tasks if task.done()]
+        if broken or asyncio.get_running_loop().time() > deadline:
+            # say why, rather than leave the test waiting for a "ready" that never comes
+            why = repr(broken[0].exception()) if broken else f"{CONNECT_TIMEOUT:g} s passed"
+            connected = sum(ready.is_set() for ready in readies)
+            print(f"failed: {connected} of {args.clients} connected; {why}", flush=True)
+            raise SystemExit(1)
+        await asyncio.sleep(0.05)
     print("ready", flush=True)
     await asyncio.gather(*tasks)
 

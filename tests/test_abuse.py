@@ -166,7 +166,10 @@ async def test_control_traffic_never_delays_events_for_others(
         assert baseline["min"] == sent
         await clients.command("reset")
         assert flooders.stdout is not None
-        assert (await asyncio.wait_for(flooders.stdout.readline(), 20)).strip() == b"ready"
+        said = (await asyncio.wait_for(flooders.stdout.readline(), 20)).decode().strip()
+        assert said == "ready", said
+        async with connect(f"ws://127.0.0.1:{port}") as newcomer:  # a flood keeps none out
+            await expect_greeting(newcomer)
         rss_before = rss_bytes(bridge.process.pid)
         sent = await steady_stream(publish, 5.0)
         loaded = await all_delivered(clients, sent)

@@ -254,7 +254,10 @@ class Peer(asyncio.Protocol):
             self._consume()
 
     def _out_of_budget(self) -> bool:
-        """True when this client's budget, or all clients' together, is spent."""
+        """True when this client's budget, or all clients' together, is spent. A handshake
+        costs none (it is bounded, one a connection): a flood never keeps newcomers out."""
+        if self.protocol.state is State.CONNECTING:
+            return False
         if self._budget.available() < 1:
             return True
         return self._shared is not None and self._shared.available() < 1
