@@ -241,6 +241,16 @@ async def publish_count(client: Any) -> int:
     return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
 
+def open_files_limit(pid: int) -> int:
+    """A process's soft open-files limit (Linux)."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return 1 << 20 if soft == "unlimited" else int(soft)
+    raise AssertionError("no open-files limit")
+
+
 def rss_bytes(pid: int) -> int:
     """A process's resident memory (Linux)."""
     with open(f"/proc/{pid}/status") as status:

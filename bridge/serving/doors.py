@@ -30,9 +30,11 @@ RESERVED_FILES = 64
 MAX_REFUSING = 32
 
 
-def connections_the_files_allow() -> int:
-    """How many connections the open-files limit leaves room for (see RESERVED_FILES)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+def connections_the_files_allow(soft: int | None = None) -> int:
+    """How many connections the open-files limit (this process's, or ``soft``) leaves
+    room for (see RESERVED_FILES)."""
+    if soft is None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1 << 20
     return max(soft - RESERVED_FILES - MAX_REFUSING, 8)
