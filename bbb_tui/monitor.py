@@ -25,6 +25,7 @@ from bridge.core.protocol import (
     Malformed,
     Message,
     RedisDown,
+    RedisUp,
     ResumePoint,
     ResumeTracker,
     Resync,
@@ -206,6 +207,11 @@ class Monitor:
         elif isinstance(message, RedisDown):
             self.redis_down_since = self._clock() - message.down_for
             self._append(INFO, "the bridge lost Redis: no events until it is back")
+        elif isinstance(message, RedisUp):
+            self.redis_down_since = None
+            self._append(
+                INFO, f"the bridge has Redis back after {message.down_for:.1f}s: nothing missed"
+            )
         elif isinstance(message, Resync):
             self._replay = None  # what was missed is not replayed: refetch instead
             self.resyncs += 1

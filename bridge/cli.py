@@ -219,6 +219,13 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, argv: Sequence[str]) -> int:
+    if settings.source != "pubsub" and len(split_redis_urls(settings.redis_url)) > 1:
+        print(
+            "bbb-bridge: error: --source bullmq reads one Redis, not a cluster's nodes (give "
+            "one --redis-url, or use --source pubsub)",
+            file=sys.stderr,
+        )
+        return 2
     embedded: RedisServer | None = None
     try:
         if settings.embedded_redis:

@@ -25,6 +25,7 @@ from bridge.checks import (
     secret_problem,
 )
 from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT, DEFAULT_WEBSOCKET_URL
+from bridge.core.streams import DEFAULT_BULLMQ_PREFIX, DEFAULT_RESCAN
 from bridge.options import ConfigError, Option, boolean, choice, number, whole
 
 __all__ = ["ConfigError", "Settings"]
@@ -44,6 +45,8 @@ DEFAULT_REPLAY_SIZE = 10_000
 DEFAULT_REPLAY_AGE = 300.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+#: Where the bridge's events come from (``--source``).
+SOURCES = ("pubsub", "bullmq", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,13 @@ class Settings:
     #: Whether the Redis URL came from a flag or the environment (not the default).
     redis_configured: bool = False
     prefix: str = DEFAULT_PREFIX
+    #: pubsub (the channels under ``prefix``), bullmq (BullMQ's streams) or both.
+    source: str = "pubsub"
+    bullmq_prefix: str = DEFAULT_BULLMQ_PREFIX
+    #: BullMQ queues to read (empty: every queue found under ``bullmq_prefix``).
+    queues: tuple[str, ...] = ()
+    #: Seconds between looks for new (and gone) BullMQ queues.
+    rescan: float = DEFAULT_RESCAN
     #: Larger Redis payloads are dropped (and logged): one event must not cost MiBs per client.
     max_payload: int = DEFAULT_MAX_PAYLOAD
     #: Larger client frames close the connection with 1009.
@@ -175,6 +185,31 @@ PREFIX = Option(
     env=("BBB_EVENTS_PREFIX",),
     bad=("",),
 )
+BULLMQ_PREFIX = Option(
+    "--bullmq-prefix",
+    "the prefix of BullMQ's keys (BullMQ's `prefix` option)",
+    nonempty,
+    DEFAULT_BULLMQ_PREFIX,
+    env=("BBB_BULLMQ_PREFIX",),
+    metavar="PREFIX",
+    bad=("",),
+)
+
+
+def queue_names(raw: list[str]) -> tuple[str, ...]:
+    """Queue names, each of 1 to 256 bytes; at most 10,000."""
+    names = tuple(dict.fromkeys(raw))
+    if len(names) > 10_000:
+        raise ValueError("at most 10,000 queues")
+    for name in names:
+        if len(name.encode()) > 256:
+            raise ValueError(f"a queue name is 256 bytes at most, got {name[:20]!r}...")
+    return names
+
+
+queue_names.bad = ("x" * 300,)  # type: ignore[attr-defined]
+
+
 WEBSOCKET_URL = Option(
     "--url",
     "the bridge to connect to",
@@ -274,6 +309,25 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     ),
     REDIS_URL,
     PREFIX,
+    Option(
+        "--source",
+        "where events come from: `pubsub` (the channels under `--prefix`, as the original), "
+        "`bullmq` (every BullMQ queue's own event stream) or `both`",
+        choice(*SOURCES),
+        "pubsub",
+        env=("BBB_SOURCE",),
+    ),
+    BULLMQ_PREFIX,
+    Option(
+        "--queues",
+        "with `--source bullmq` or `both`: read only these queues (repeat, or comma-separate)",
+        queue_names,
+        (),
+        env=("BBB_QUEUES",),
+        metavar="NAMES",
+        default_text="all, found every 10 s",
+        repeat=True,
+    ),
     Option(
         "--max-payload",
         "Redis payloads larger than this many bytes are dropped and logged",
@@ -400,6 +454,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         redis_url=args.redis_url or DEFAULT_REDIS_URL,
         redis_configured=args.redis_url is not None,
         prefix=args.prefix,
+        source=args.source,
+        bullmq_prefix=args.bullmq_prefix,
+        queues=args.queues,
         max_payload=args.max_payload,
         max_client_frame=args.max_client_frame,
         max_client_buffer=args.max_client_buffer,

@@ -13,6 +13,7 @@ from bridge.core.protocol import (
     DATA_FIELD,
     GREETING,
     Batch,
+    Change,
     Event,
     EventType,
     Greeting,
@@ -25,6 +26,7 @@ from bridge.core.protocol import (
     channel_table,
     decode_payload,
     encode_event,
+    extra_fields,
     invalidated_keys,
     parse_frame,
     subscription_pattern,
@@ -190,27 +192,38 @@ def test_seed_events_are_the_originals() -> None:
 
 
 @given(
-    st.lists(st.tuples(st.sampled_from(list(EventType)), st.binary(max_size=300)), max_size=20),
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(EventType)),
+            st.binary(max_size=300),
+            st.one_of(st.none(), st.text(max_size=20)),
+        ),
+        max_size=20,
+    ),
     st.integers(min_value=0, max_value=10**17),
 )
 def test_numbered_batches_match_one_by_one_encoding(
-    events: list[tuple[EventType, bytes]], last_seq: int
+    raw: list[tuple[EventType, bytes, str | None]], last_seq: int
 ) -> None:
     """The batch encoder numbers from last_seq + 1 and frames each event like the general one;
-    a client reads back the same type, id and seq."""
+    a client reads back the same type, id, extra fields and seq."""
     from bridge.core.protocol import encode_numbered_events
 
+    events: list[Change] = [
+        (t, p, None, b"" if q is None else extra_fields(streamId=q, event="added"))
+        for t, p, q in raw
+    ]
     frames = encode_numbered_events(events, last_seq)
     assert frames == [
-        encode_event(t, decode_payload(p), last_seq + n) for n, (t, p) in enumerate(events, 1)
+        encode_event(t, decode_payload(p), last_seq + n, extra)
+        for n, (t, p, _, extra) in enumerate(events, 1)
     ]
-    for n, ((event_type, payload), frame) in enumerate(zip(events, frames, strict=True), 1):
-        assert parse_frame(frame) == Event(
-            event_type,
-            decode_payload(payload),
-            {DATA_FIELD[event_type]: decode_payload(payload)},
-            last_seq + n,
-        )
+    for n, ((event_type, payload, queue), frame) in enumerate(zip(raw, frames, strict=True), 1):
+        data = {DATA_FIELD[event_type]: decode_payload(payload)}
+        if queue is not None:
+            data |= {"streamId": queue, "event": "added"}
+        message = parse_frame(frame)
+        assert message == Event(event_type, decode_payload(payload), data, last_seq + n)
 
 
 TRACKED: list[tuple[str, list[str], tuple[int, str] | None]] = [

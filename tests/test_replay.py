@@ -17,11 +17,13 @@ from bbb_tui.client import ConnState
 from bridge.core.backoff import Backoff
 from bridge.core.journal import Gap, Journal
 from bridge.core.protocol import (
+    Change,
     EventType,
     ResumePoint,
     ResyncReason,
     parse_frame,
     parse_resume,
+    pubsub_change,
     with_resume,
 )
 from bridge.serving.server import Bridge
@@ -49,8 +51,8 @@ class FakeClock:
         return self.now
 
 
-def events(*ids: str) -> list[tuple[EventType, bytes]]:
-    return [(JOB, i.encode()) for i in ids]
+def events(*ids: str) -> list[Change]:
+    return [pubsub_change(JOB, i.encode()) for i in ids]
 
 
 def ids(frames: list[bytes] | Gap) -> list[tuple[str, int | None]]:
@@ -124,11 +126,13 @@ def test_the_ring_is_bounded_in_bytes_too() -> None:
     """Big payloads: whole batches are forgotten once the frames pass max_bytes."""
     journal = Journal(size=1000, max_age=60, max_bytes=1100, epoch="e")
     for i in range(10):  # 357 bytes a frame, one per batch: 3 fit
-        journal.record([(JOB, b"%d" % i * 300)])
+        journal.record([pubsub_change(JOB, b"%d" % i * 300)])
     assert journal.first_seq == 8
     assert ids(journal.missed(ResumePoint(7, "e")))[0][1] == 8
     assert isinstance(journal.missed(ResumePoint(6, "e")), Gap)
-    journal.record([(JOB, b"y" * 5000)])  # bigger than the bound on its own: nothing kept
+    journal.record(
+        [pubsub_change(JOB, b"y" * 5000)]
+    )  # bigger than the bound on its own: nothing kept
     assert journal.first_seq == journal.seq + 1
 
 
@@ -277,7 +281,7 @@ async def test_the_tui_resumes_and_counts_what_was_replayed(
 def test_frames_with_seq_stay_what_the_web_client_reads() -> None:
     """The web client reads type and data; seq is one more top-level key (PROTOCOL.md 2)."""
     journal = Journal(size=1, max_age=1, epoch="e")
-    (frame,) = journal.record([(EventType.JOB_REFRESH, b"job-1")])
+    (frame,) = journal.record([pubsub_change(EventType.JOB_REFRESH, b"job-1")])
     assert json.loads(frame) == {"type": "job-refresh", "data": {"jobId": "job-1"}, "seq": 1}
 
 
@@ -304,7 +308,7 @@ def test_a_replay_is_exactly_what_came_after_or_a_gap(
     gaps: list[int] = []
     for action, payloads in steps:
         if action == "record":
-            everything += journal.record([(JOB, p) for p in payloads])
+            everything += journal.record([pubsub_change(JOB, p) for p in payloads])
         elif action == "gap":
             journal.mark_gap()
             gaps.append(journal.seq)

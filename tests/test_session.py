@@ -14,7 +14,7 @@ from websockets.http11 import Request
 
 from bridge.config import Settings
 from bridge.core.journal import Journal
-from bridge.core.protocol import GREETING, EventType, ResumePoint, ResyncReason
+from bridge.core.protocol import GREETING, EventType, ResumePoint, ResyncReason, pubsub_change
 from bridge.core.subscriptions import EVERYTHING, Subscription
 from bridge.serving.admission import Admission, Refused, admit, check_request
 from bridge.serving.auth import issue_token
@@ -112,7 +112,7 @@ def test_what_no_request_may_do() -> None:
 def journal_with(events: int, size: int = 100) -> Journal:
     journal = Journal(size=size, max_age=60)
     for n in range(events):
-        journal.record([(EventType.JOB_REFRESH, f"j{n}".encode())])
+        journal.record([pubsub_change(EventType.JOB_REFRESH, f"j{n}".encode())])
     return journal
 
 

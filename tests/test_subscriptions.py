@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cli import parse, settings_from
 from bbb_tui.client import ConnState
-from bridge.core.protocol import EventType
+from bridge.core.protocol import Change, EventType, pubsub_change
 from bridge.core.subscriptions import (
     EVERYTHING,
     PLAIN,
@@ -37,15 +37,24 @@ Q, SQ, J = EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH, EventType.JO
 # -- the pure part -----------------------------------------------------------------
 
 
+def published(subscription: Subscription, event_type: EventType, payload: bytes) -> bool:
+    """Whether ``subscription`` wants this event published on Redis."""
+    event_type, _, queue, _ = pubsub_change(event_type, payload)
+    return subscription.wants(event_type, queue)
+
+
 def test_types_and_queues_choose_events() -> None:
-    """Types choose events; a queue filter chooses queue events only ('1' and job events pass)."""
+    """Types choose events; a queue filter chooses the events of its queues: published
+    queue events name theirs ('1' and published job events name none, and pass), stream
+    events all do."""
     only_emails = parse_query("queue=emails")
-    assert only_emails.wants(Q, b"emails") and only_emails.wants(SQ, b"emails")
-    assert not only_emails.wants(Q, b"payments")
-    assert only_emails.wants(Q, b"1")  # "some queue changed" may be this one
-    assert only_emails.wants(J, b"42")  # job events name no queue: never dropped by queue
+    assert published(only_emails, Q, b"emails") and published(only_emails, SQ, b"emails")
+    assert not published(only_emails, Q, b"payments")
+    assert published(only_emails, Q, b"1")  # "some queue changed" may be this one
+    assert published(only_emails, J, b"42")  # published job events name no queue
+    assert only_emails.wants(J, b"emails") and not only_emails.wants(J, b"payments")  # streams
     queue_types = parse_query("types=queue-refresh,single-queue-refresh")
-    assert queue_types.wants(Q, b"x") and not queue_types.wants(J, b"x")
+    assert published(queue_types, Q, b"x") and not published(queue_types, J, b"x")
     assert EVERYTHING.everything and not only_emails.everything
 
 
@@ -53,7 +62,7 @@ def test_subscribe_and_unsubscribe_work_from_everything_and_from_a_list() -> Non
     """Unsubscribing from everything makes a denylist, subscribing back undoes it; allowlists grow
     and shrink."""
     fewer = EVERYTHING.apply("unsubscribe", ["job-refresh"], ["noisy"])
-    assert not fewer.wants(J, b"1") and not fewer.wants(Q, b"noisy") and fewer.wants(Q, b"a")
+    assert not fewer.wants(J, None) and not fewer.wants(Q, b"noisy") and fewer.wants(Q, b"a")
     back = fewer.apply("subscribe", ["job-refresh"], ["noisy"])
     assert back == EVERYTHING
     only = parse_query("queue=a").apply("subscribe", [], ["b"])
@@ -205,12 +214,20 @@ def test_subscription_is_hashable_for_grouping() -> None:
 
 
 QUEUE_NAMES = [b"1", b"emails", b"payments", b"reports"]
+#: Events as the sources make them: published (only queue events name a queue) and read
+#: from BullMQ's streams (every one names its queue).
+CHANGES = st.one_of(
+    st.builds(pubsub_change, st.sampled_from(list(EventType)), st.sampled_from(QUEUE_NAMES)),
+    st.builds(
+        lambda event_type, queue: (event_type, b"7", queue, b""),
+        st.sampled_from(list(EventType)),
+        st.sampled_from(QUEUE_NAMES[1:]),
+    ),
+)
 
 
 @given(
-    st.lists(
-        st.tuples(st.sampled_from(list(EventType)), st.sampled_from(QUEUE_NAMES)), max_size=30
-    ),
+    st.lists(CHANGES, max_size=30),
     st.lists(
         st.builds(
             Subscription,
@@ -222,7 +239,7 @@ QUEUE_NAMES = [b"1", b"emails", b"payments", b"reports"]
     ),
 )
 def test_the_hub_selects_exactly_what_each_subscription_wants(
-    events: list[tuple[EventType, bytes]], subscriptions: list[Subscription]
+    events: list[Change], subscriptions: list[Subscription]
 ) -> None:
     """The indexed selection gives each subscription the frames its wants() picks, in order,
     with their counts by type; groups with the same wants share one list of frames."""
@@ -230,9 +247,11 @@ def test_the_hub_selects_exactly_what_each_subscription_wants(
     selection = Selection(frames, events)
     for subscription in [EVERYTHING, *subscriptions]:
         chosen, counts = selection.chosen(subscription)
-        expected = [f for f, (t, p) in zip(frames, events, strict=True) if subscription.wants(t, p)]
+        expected = [
+            f for f, e in zip(frames, events, strict=True) if subscription.wants(e[0], e[2])
+        ]
         assert chosen == expected
-        assert counts == Counter(t for t, p in events if subscription.wants(t, p))
+        assert counts == Counter(e[0] for e in events if subscription.wants(e[0], e[2]))
 
 
 class Recorder:
@@ -256,7 +275,7 @@ def joined(hub: Hub, subscriptions: list[Subscription], how: Delivery) -> list[R
 @given(
     st.lists(
         st.lists(
-            st.tuples(st.sampled_from(list(EventType)), st.sampled_from(QUEUE_NAMES)),
+            CHANGES,
             max_size=12,
         ),
         min_size=1,
@@ -274,7 +293,7 @@ def joined(hub: Hub, subscriptions: list[Subscription], how: Delivery) -> list[R
     ),
 )
 def test_the_hub_writes_each_client_exactly_its_events(
-    batches: list[list[tuple[EventType, bytes]]], subscriptions: list[Subscription]
+    batches: list[list[Change]], subscriptions: list[Subscription]
 ) -> None:
     """Through the hub's queue index and shared encodings, many groups at once (each
     broadcast makes lists that live and die while others are encoded): every client's
@@ -287,7 +306,7 @@ def test_the_hub_writes_each_client_exactly_its_events(
         hub.broadcast(frames, events)
         sent = list(zip(frames, events, strict=True))
         for mine, subscription in zip(wanted, subscriptions, strict=True):
-            mine += [f for f, (t, q) in sent if subscription.wants(t, q)]
+            mine += [f for f, e in sent if subscription.wants(e[0], e[2])]
     for client, mine in zip(clients, wanted, strict=True):
         assert client.data == b"".join(delivery.encode([f], PLAIN) for f in mine)
 
@@ -306,16 +325,16 @@ async def test_batched_groups_flush_together_each_with_its_own_events() -> None:
         EVERYTHING,
     ]
     clients = joined(hub, subscriptions, how)
-    everything: list[tuple[bytes, tuple[EventType, bytes]]] = []
+    everything: list[tuple[bytes, Change]] = []
     for n in range(3):
-        events = [(Q, b"a"), (Q, b"b"), (SQ, b"c"), (J, b"j")]
+        events = [pubsub_change(*e) for e in ((Q, b"a"), (Q, b"b"), (SQ, b"c"), (J, b"j"))]
         frames = [f"{n}-{i}".encode() for i in range(len(events))]
         hub.broadcast(frames, events)
         everything += zip(frames, events, strict=True)
     assert all(client.data == b"" for client in clients)  # held for the window
     await asyncio.sleep(0.1)
     for client, subscription in zip(clients, subscriptions, strict=True):
-        mine = [f for f, (t, q) in everything if subscription.wants(t, q)]
+        mine = [f for f, e in everything if subscription.wants(e[0], e[2])]
         assert client.data == delivery.encode(mine, how), subscription
 
 

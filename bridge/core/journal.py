@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import NamedTuple
 
-from bridge.core.protocol import EventType, ResumePoint, ResyncReason, encode_numbered_events
+from bridge.core.protocol import Change, ResumePoint, ResyncReason, encode_numbered_events
 
 
 def new_epoch() -> str:
@@ -64,14 +64,15 @@ class Journal:
         # batch that maxlen has started to evict still count: the total is an upper bound.
         self._batches: deque[tuple[float, int, int]] = deque()
         self._bytes = 0
-        self._gaps: deque[int] = deque()  # Redis gaps, as the seq they came after
+        #: Source gaps (a Redis reconnect, a trimmed stream), by the seq they came after.
+        self._gaps: deque[tuple[int, ResyncReason]] = deque()
 
     @property
     def first_seq(self) -> int:
         """The oldest event still kept (``seq + 1`` when none is)."""
         return self.seq - len(self._frames) + 1
 
-    def record(self, events: Sequence[tuple[EventType, bytes]]) -> list[bytes]:
+    def record(self, events: Sequence[Change]) -> list[bytes]:
         """Number, encode and keep a batch of events; return their frames, in order."""
         frames = encode_numbered_events(events, self.seq)
         self.seq += len(frames)
@@ -83,9 +84,10 @@ class Journal:
             self._trim()
         return frames
 
-    def mark_gap(self) -> None:
-        """The Redis subscription was lost: events after :attr:`seq` may be missing."""
-        self._gaps.append(self.seq)
+    def mark_gap(self, reason: ResyncReason = ResyncReason.REDIS_RECONNECTED) -> None:
+        """Events after :attr:`seq` may be missing (a Redis subscription was lost, a
+        stream was trimmed past where we read): resuming from before gets a resync."""
+        self._gaps.append((self.seq, reason))
         self._trim()
 
     def check(self, point: ResumePoint) -> Gap | None:
@@ -107,8 +109,8 @@ class Journal:
         keeps them from being replayed. A replay takes them chunk by chunk, as the client
         drains, so it never holds more than one chunk outside the ring."""
         self._trim()
-        if self._gaps and self._gaps[-1] >= after:
-            return Gap(ResyncReason.REDIS_RECONNECTED, {})
+        if self._gaps and self._gaps[-1][0] >= after:
+            return Gap(self._gaps[-1][1], {})
         if after + 1 < self.first_seq:
             return Gap(ResyncReason.REPLAY_UNAVAILABLE, {"oldest": self.first_seq})
         taken: list[bytes] = []
@@ -133,5 +135,5 @@ class Journal:
         first = self.first_seq
         while batches and batches[0][1] < first:
             self._bytes -= batches.popleft()[2]
-        while gaps and gaps[0] < first - 1:
+        while gaps and gaps[0][0] < first - 1:
             gaps.popleft()

@@ -128,6 +128,7 @@ class ControlType(StrEnum):
     SESSION = "session"  # right after the greeting: the bridge's epoch, last seq, Redis
     RESYNC = "resync"  # events may have been missed: refetch everything
     REDIS_DOWN = "redis-down"  # no events until a redis-reconnected resync says it is back
+    REDIS_UP = "redis-up"  # ... or until this: back, and nothing missed (streams resume)
     SUBSCRIBED = "subscribed"  # the answer to a subscription frame
     ERROR = "error"  # ... when it could not be applied
 
@@ -140,6 +141,7 @@ class ResyncReason(StrEnum):
     UNKNOWN_SEQ = "unknown-seq"  # resuming from a seq ahead of the bridge
     REDIS_RECONNECTED = "redis-reconnected"  # a Redis subscription was lost meanwhile
     SLOW_CLIENT = "slow-client"  # this client's events were skipped while it lagged
+    STREAM_TRIMMED = "stream-trimmed"  # a BullMQ stream was trimmed past where we read
 
 
 def encode_control(kind: str, **data: object) -> bytes:
@@ -163,6 +165,12 @@ def encode_redis_down(down_for: float = 0.0) -> bytes:
     return encode_control(ControlType.REDIS_DOWN, down_seconds=round(down_for, 1))
 
 
+def encode_redis_up(down_for: float) -> bytes:
+    """``{"type":"redis-up","data":{"down_seconds":2.5}}``: Redis is back and every event
+    of the outage follows (the BullMQ streams resumed where they were): no refetch."""
+    return encode_control(ControlType.REDIS_UP, down_seconds=round(down_for, 1))
+
+
 def encode_resync(reason: ResyncReason, **details: object) -> bytes:
     """The control message announcing a gap: ``{"type":"resync","data":{"reason":...}}``."""
     return encode_control(ControlType.RESYNC, reason=reason, **details)
@@ -172,9 +180,43 @@ def encode_resync(reason: ResyncReason, **details: object) -> bytes:
 _NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
 
 
-def encode_numbered_events(events: Iterable[tuple[EventType, bytes]], last_seq: int) -> list[bytes]:
-    """The frame of each raw Redis payload, numbered from ``last_seq + 1``: as
-    :func:`encode_event` of the decoded payload gives it.
+#: One event from a source, before it is numbered and framed: its type, its payload (the
+#: value of the type's ``data`` field), the queue it belongs to (what ``?queue=`` filters
+#: on; None when it names none) and more ``data`` fields, already JSON (``b""`` for none,
+#: else ``b',"queueName":"emails",...'``, built by :func:`extra_fields`).
+Change = tuple[EventType, bytes, bytes | None, bytes]
+
+#: The types whose payload is a queue name; ``"1"`` there means "some queue changed".
+QUEUE_TYPES: frozenset[EventType] = frozenset(
+    {EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH}
+)
+GENERIC = b"1"  # "something changed": names no one job, queue or scheduler
+
+
+def pubsub_change(event_type: EventType, payload: bytes) -> Change:
+    """A published event: only queue events name a queue (``"1"`` names none)."""
+    named = event_type in QUEUE_TYPES and payload != GENERIC
+    return (event_type, payload, payload if named else None, b"")
+
+
+def extra_fields(**fields: str) -> bytes:
+    """More ``data`` fields for a :data:`Change`: ``,"k":"v"`` each, as JSON (ASCII)."""
+    return b"".join(
+        b",%s:%s" % (json.dumps(k).encode(), json.dumps(v).encode()) for k, v in fields.items()
+    )
+
+
+def event_queue(message: Event) -> bytes | None:
+    """The queue a received event belongs to, as the bridge filters on it (see Change)."""
+    queue = message.data.get("queueName")
+    if not isinstance(queue, str) or queue == "1":
+        return None
+    return queue.encode()
+
+
+def encode_numbered_events(events: Iterable[Change], last_seq: int) -> list[bytes]:
+    """The frame of each event, numbered from ``last_seq + 1``: as :func:`encode_event`
+    of the decoded payload gives it.
 
     The bridge's per-message hot path, so written as one loop: job ids, queue names and
     scheduler keys are plain ASCII, framed as they are, without decoding and re-encoding.
@@ -183,23 +225,26 @@ def encode_numbered_events(events: Iterable[tuple[EventType, bytes]], last_seq: 
     frames: list[bytes] = []
     append = frames.append
     seq = last_seq
-    for event_type, payload in events:
+    for event_type, payload, _, extra in events:
         seq += 1
         if plain(payload) is None:
-            append(b'%s"%s"},"seq":%d}' % (heads[event_type], payload, seq))
+            append(b'%s"%s"%s},"seq":%d}' % (heads[event_type], payload, extra, seq))
         else:
-            append(encode_event(event_type, decode_payload(payload), seq))
+            append(encode_event(event_type, decode_payload(payload), seq, extra))
     return frames
 
 
-def encode_event(event_type: EventType, payload: str, seq: int | None = None) -> bytes:
+def encode_event(
+    event_type: EventType, payload: str, seq: int | None = None, extra: bytes = b""
+) -> bytes:
     """Return the UTF-8 JSON frame of one event: ``{"type":"job-refresh","data":{"jobId":"7"}}``.
 
-    With ``seq`` (an extension) the frame ends ``...},"seq":42}``. The output is ASCII
-    (non-ASCII is escaped), so it is valid UTF-8 whatever the payload.
+    ``extra`` adds ``data`` fields (see :data:`Change`). With ``seq`` (an extension) the
+    frame ends ``...},"seq":42}``. The output is ASCII (non-ASCII is escaped), so it is
+    valid UTF-8 whatever the payload.
     """
     tail = b"}}" if seq is None else b'},"seq":%d}' % seq
-    return _FRAME_HEADS[event_type] + json.dumps(payload).encode() + tail
+    return _FRAME_HEADS[event_type] + json.dumps(payload).encode() + extra + tail
 
 
 # ---------------------------------------------------------------------------
@@ -290,6 +335,12 @@ class RedisDown(NamedTuple):
     down_for: float
 
 
+class RedisUp(NamedTuple):
+    """Redis is back after ``down_for`` seconds and nothing was missed (an extension)."""
+
+    down_for: float
+
+
 class Unknown(NamedTuple):
     """Valid JSON with a ``type`` this client does not know (an extension): ignored."""
 
@@ -310,7 +361,7 @@ class Batch(NamedTuple):
     messages: tuple[Message, ...]
 
 
-Message = Event | Greeting | Resync | Session | RedisDown | Batch | Unknown | Malformed
+Message = Event | Greeting | Resync | Session | RedisDown | RedisUp | Batch | Unknown | Malformed
 
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
 _MAX_RAW = 200  # characters of a malformed frame kept for display
@@ -371,6 +422,8 @@ def _parse_message(message: object, text: str | None) -> Message:
                 return Session(epoch, seq, down)
         if kind == ControlType.REDIS_DOWN:
             return RedisDown(_seconds(data.get("down_seconds")))
+        if kind == ControlType.REDIS_UP:
+            return RedisUp(_seconds(data.get("down_seconds")))
         return Unknown(kind, data)
     value = data.get(DATA_FIELD[event_type], data.get("id", ""))
     seq = message.get("seq")

@@ -5,11 +5,12 @@ and ``?queue=emails`` (repeatable), and changes it at run time with frames such 
 ``{"action": "subscribe", "types": ["log-refresh"], "queues": ["emails"]}`` (or
 ``"unsubscribe"``). The bridge filters, so a client costs nothing for what it does not want.
 
-Only ``queue-refresh`` and ``single-queue-refresh`` name a queue; a queue filter passes
-those for its queues (and the generic ``"1"``, "some queue changed"). Job, scheduler
-and log events do not say which queue they belong to, so a queue filter cannot drop
-them: use ``types`` for that. With a filter, a client sees gaps in ``seq``: they are
-the events it did not want.
+A queue filter passes the events of its queues and those that name no queue. Published
+events name one only in ``queue-refresh`` and ``single-queue-refresh`` (``"1"``, "some
+queue changed", names none): published job, scheduler and log events do not say which
+queue they belong to, so a queue filter cannot drop them (use ``types``). Every event
+read from BullMQ's streams names its queue. With a filter, a client sees gaps in ``seq``:
+they are the events it did not want.
 """
 
 from __future__ import annotations
@@ -24,10 +25,6 @@ from bridge.core.protocol import EventType
 
 MAX_BATCH_MS = 10_000
 ALL_TYPES: frozenset[EventType] = frozenset(EventType)
-QUEUE_TYPES: frozenset[EventType] = frozenset(
-    {EventType.QUEUE_REFRESH, EventType.SINGLE_QUEUE_REFRESH}
-)
-GENERIC = b"1"  # "something changed": relevant to every queue
 #: Per client, a filter is small by nature; these bounds keep it so (memory per client,
 #: and the work of one action, are bounded by them).
 MAX_QUEUES = 256
@@ -56,12 +53,11 @@ class Subscription:
     def everything(self) -> bool:
         return self.types == ALL_TYPES and not self.only and not self.queues
 
-    def wants(self, event_type: EventType, payload: bytes) -> bool:
+    def wants(self, event_type: EventType, queue: bytes | None) -> bool:
+        """Whether an event of this type, of this queue (None: of none), is wanted."""
         if event_type not in self.types:
             return False
-        if event_type not in QUEUE_TYPES or payload == GENERIC:
-            return True
-        return (payload in self.queues) is self.only
+        return queue is None or (queue in self.queues) is self.only
 
     def apply(self, action: str, types: Iterable[str], queues: Iterable[str]) -> Subscription:
         """The subscription after ``{"action": action, "types": ..., "queues": ...}``."""

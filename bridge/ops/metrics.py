@@ -35,6 +35,15 @@ class BridgeStats:
 
 
 @dataclass(frozen=True)
+class StreamReadings:
+    """What the BullMQ stream source shows (``--source bullmq`` or ``both``)."""
+
+    queues: int
+    entries: Mapping[str, int]  # by queue
+    lag: float  # seconds
+
+
+@dataclass(frozen=True)
 class Readings:
     """Every number ``/metrics`` shows, read at scrape time (the bridge's ``readings()``)."""
 
@@ -49,6 +58,7 @@ class Readings:
     redis_up: bool
     redis_reconnects: int
     last_seq: int
+    streams: StreamReadings | None = None
 
 
 class BridgeCollector(Collector):
@@ -120,6 +130,23 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily(
             "bbb_bridge_last_seq", "Sequence number of the last event", value=now.last_seq
         )
+        if now.streams is not None:
+            yield GaugeMetricFamily(
+                "bbb_bridge_stream_queues",
+                "BullMQ queues whose event streams are read",
+                value=now.streams.queues,
+            )
+            yield _labelled(
+                "bbb_bridge_stream_entries",
+                "BullMQ stream entries read, by queue",
+                "queue",
+                now.streams.entries,
+            )
+            yield GaugeMetricFamily(
+                "bbb_bridge_stream_lag_seconds",
+                "Age of the newest entry of the last stream read when it was read",
+                value=now.streams.lag,
+            )
 
 
 def _labelled(name: str, doc: str, label: str, counts: Mapping[Any, int]) -> Metric:

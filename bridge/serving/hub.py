@@ -16,15 +16,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
-from bridge.core.protocol import EventType
-from bridge.core.subscriptions import (
-    EVERYTHING,
-    GENERIC,
-    PLAIN,
-    QUEUE_TYPES,
-    Delivery,
-    Subscription,
-)
+from bridge.core.protocol import Change, EventType
+from bridge.core.subscriptions import EVERYTHING, PLAIN, Delivery, Subscription
 from bridge.serving import delivery
 from bridge.serving.peer import Peer
 
@@ -211,12 +204,10 @@ class Hub:
                 if due is not None:
                     due.discard(group)
 
-    def broadcast(
-        self, frames: list[bytes], events: Sequence[tuple[EventType, bytes]] | None = None
-    ) -> None:
+    def broadcast(self, frames: list[bytes], events: Sequence[Change] | None = None) -> None:
         """Queue a batch of UTF-8 JSON messages, in order, on every open client.
 
-        ``events`` (the type and payload of each frame) lets subscriptions choose;
+        ``events`` (what each frame was made from) lets subscriptions choose;
         without it (control messages), every client gets every frame, at once (after
         whatever a batch window held).
         """
@@ -248,7 +239,7 @@ class Selection:
 
     __slots__ = ("_by_queue", "_counts", "_events", "_frames", "_named", "_shared")
 
-    def __init__(self, frames: list[bytes], events: Sequence[tuple[EventType, bytes]]) -> None:
+    def __init__(self, frames: list[bytes], events: Sequence[Change]) -> None:
         self._frames = frames
         self._events = events
         self._by_queue: dict[bytes, list[int]] | None = None  # events naming one queue
@@ -293,7 +284,9 @@ class Selection:
         found = self._shared.get(types)
         if found is None:
             named = self._index()
-            indices = [i for i, (t, _) in enumerate(self._events) if t in types and i not in named]
+            indices = [
+                i for i, event in enumerate(self._events) if event[0] in types and i not in named
+            ]
             frames = (
                 self._frames
                 if len(indices) == len(self._frames)
@@ -314,16 +307,16 @@ class Selection:
         return [
             i
             for i in sorted(self._named)
-            if events[i][0] in types and events[i][1] not in subscription.queues
+            if events[i][0] in types and events[i][2] not in subscription.queues
         ]
 
     def _index(self) -> set[int]:
         if self._by_queue is None:
             self._by_queue = {}
-            for i, (event_type, payload) in enumerate(self._events):
-                if event_type in QUEUE_TYPES and payload != GENERIC:
+            for i, (_, _, queue, _) in enumerate(self._events):
+                if queue is not None:
                     self._named.add(i)
-                    self._by_queue.setdefault(payload, []).append(i)
+                    self._by_queue.setdefault(queue, []).append(i)
         return self._named
 
     def _count(self, frames: list[bytes], indices: Sequence[int]) -> Counter[EventType]:

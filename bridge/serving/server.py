@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from http import HTTPStatus
 
 from websockets.http11 import Request, Response
@@ -22,9 +23,17 @@ from bridge.checks import split_redis_urls
 from bridge.config import Settings
 from bridge.core.budget import Budget
 from bridge.core.journal import Journal
-from bridge.core.protocol import EventType, ResyncReason, encode_redis_down, encode_resync
+from bridge.core.protocol import (
+    Change,
+    EventType,
+    ResyncReason,
+    decode_payload,
+    encode_redis_down,
+    encode_redis_up,
+    encode_resync,
+)
 from bridge.ops.lifecycle import until_a_stop_signal
-from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics, Readings
+from bridge.ops.metrics import CONTENT_TYPE, BridgeStats, Metrics, Readings, StreamReadings
 from bridge.serving.admission import Admission, admit, check_request
 from bridge.serving.doors import Doors
 from bridge.serving.http import plain_answer
@@ -32,7 +41,9 @@ from bridge.serving.hub import Hub
 from bridge.serving.listener import Listener
 from bridge.serving.peer import Peer
 from bridge.serving.session import Sessions
-from bridge.sources.redis_source import RedisSource, SourceState
+from bridge.sources.bullmq_source import StreamSource
+from bridge.sources.redis_source import RedisSource
+from bridge.sources.supervisor import SourceState, Supervised
 from bridge.wsio.frames import text_frame
 from bridge.wsio.plumbing import CLOSE_TIMEOUT
 
@@ -62,21 +73,43 @@ class Bridge:
         self.hub = Hub()
         self.journal = Journal(size=settings.replay_size, max_age=settings.replay_age)
         self.stats = BridgeStats()
-        self.source = RedisSource(
-            split_redis_urls(settings.redis_url),
-            settings.prefix,
-            self._publish,
-            max_payload=settings.max_payload,
-            on_down=self._on_redis_down,
-            on_up=self._on_redis_up,
-            stall_timeout=settings.redis_timeout,
-        )
+        urls = split_redis_urls(settings.redis_url)
+        #: Where events come from: Redis pub/sub, BullMQ's streams, or both (``--source``).
+        self.sources: list[Supervised] = []
+        if settings.source in ("pubsub", "both"):
+            self.sources.append(
+                RedisSource(
+                    urls,
+                    settings.prefix,
+                    self._publish,
+                    max_payload=settings.max_payload,
+                    on_down=self._on_redis_down,
+                    on_up=self._on_redis_up,
+                    stall_timeout=settings.redis_timeout,
+                )
+            )
+        self.streams: StreamSource | None = None
+        if settings.source in ("bullmq", "both"):
+            self.streams = StreamSource(
+                urls[0],
+                settings.bullmq_prefix,
+                self._publish,
+                max_payload=settings.max_payload,
+                queues=settings.queues,
+                rescan=settings.rescan,
+                on_gap=self._on_stream_trimmed,
+                on_down=self._on_redis_down,
+                on_up=self._on_streams_up,
+                stall_timeout=settings.redis_timeout,
+            )
+            self.sources.append(self.streams)
+        self.source = self.sources[0]
         self.doors = Doors(settings.max_connections, self.stats)
         self.sessions = Sessions(
             self.hub,
             self.journal,
             self.stats,
-            redis_down_for=lambda: self.source.down_for,
+            redis_down_for=self.redis_down_for,
             alive=lambda connection: connection in self.doors.connections,
         )
         self._listener: Listener | None = None
@@ -99,7 +132,7 @@ class Bridge:
         self._listener = listener
         log.info("WebSocket server listening on port %d", self.port)
         self._tasks = [
-            asyncio.create_task(self.source.run(), name="redis-source"),
+            *(asyncio.create_task(source.run(), name=source.what) for source in self.sources),
             asyncio.create_task(self._keepalive(), name="keepalive"),
         ]
 
@@ -130,9 +163,20 @@ class Bridge:
         finally:
             await self.stop()
 
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once every source reads Redis; raise TimeoutError after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            for source in self.sources:
+                await source.subscribed.wait()
+
+    def redis_down_for(self) -> float | None:
+        """Seconds some source has been without Redis (the longest), or None if none is."""
+        down = [d for source in self.sources if (d := source.down_for) is not None]
+        return max(down, default=None)
+
     def health(self) -> tuple[HTTPStatus, dict[str, str | int]]:
-        """What ``GET /healthz`` answers: 200 while subscribed to Redis, else 503."""
-        up = self.source.state is SourceState.SUBSCRIBED
+        """What ``GET /healthz`` answers: 200 while every source reads Redis, else 503."""
+        up = all(source.state is SourceState.SUBSCRIBED for source in self.sources)
         body: dict[str, str | int] = {
             "status": "ok" if up else "degraded",
             "redis": "connected" if up else "disconnected",
@@ -142,35 +186,62 @@ class Bridge:
 
     def readings(self) -> Readings:
         """What ``/metrics`` shows, read now."""
-        source, hub = self.source, self.hub
+        hub, sources, streams = self.hub, self.sources, self.streams
+        events_in: Counter[EventType] = Counter()
+        dropped: Counter[str] = Counter()
+        for source in sources:
+            events_in.update(source.by_type)
+            dropped.update(source.dropped_by)
         return Readings(
             connections=len(hub),
             lagging_clients=self.lagging_clients(),
             stats=self.stats,
-            events_in=source.by_type,
+            events_in=events_in,
             events_out=hub.events_out,
             deliveries=hub.deliveries,
             bytes_out=hub.bytes_out,
-            dropped=source.dropped_by,
-            redis_up=source.subscribed.is_set(),
-            redis_reconnects=source.reconnects,
+            dropped=dropped,
+            redis_up=all(source.subscribed.is_set() for source in sources),
+            redis_reconnects=sum(source.reconnects for source in sources),
             last_seq=self.journal.seq,
+            streams=None
+            if streams is None
+            else StreamReadings(
+                queues=len(streams.positions),
+                entries={decode_payload(q): n for q, n in streams.entries.items()},
+                lag=streams.lag,
+            ),
         )
 
-    def _publish(self, events: list[tuple[EventType, bytes]]) -> None:
+    def _publish(self, events: list[Change]) -> None:
         """The hot path: number and keep a batch of events, then send it to every client."""
         started = time.perf_counter()
         self.hub.broadcast(self.journal.record(events), events)
         self.metrics.broadcast_seconds.observe(time.perf_counter() - started)
 
     def _on_redis_down(self) -> None:
-        """Tell every client that events stop until Redis is back (they show it)."""
-        self.hub.broadcast([REDIS_DOWN_FRAME])
+        """Tell every client that events stop until Redis is back (they show it): once,
+        when the first source loses it."""
+        if sum(source.state is not SourceState.SUBSCRIBED for source in self.sources) == 1:
+            self.hub.broadcast([REDIS_DOWN_FRAME])
 
     def _on_redis_up(self, down_for: float, reconnect: bool) -> None:
         """Subscribed: after a loss, or after starting without Redis while clients waited."""
         if reconnect or len(self.hub):
             self._on_redis_gap(down_for)
+
+    def _on_streams_up(self, down_for: float, reconnect: bool) -> None:
+        """The streams read on from where they were: nothing was missed, no refetch. Once
+        every source is back, clients are told so (a pub/sub loss gets its own resync)."""
+        up = all(source.state is SourceState.SUBSCRIBED for source in self.sources)
+        if up and (reconnect or len(self.hub)):
+            self.hub.broadcast([encode_redis_up(down_for)])
+
+    def _on_stream_trimmed(self, queue: str) -> None:
+        """BullMQ trimmed a stream past where it was read: its events are gone."""
+        self.journal.mark_gap(ResyncReason.STREAM_TRIMMED)
+        self.stats.resyncs[ResyncReason.STREAM_TRIMMED] += len(self.hub)
+        self.hub.broadcast([encode_resync(ResyncReason.STREAM_TRIMMED, queue=queue)])
 
     def _on_redis_gap(self, down_for: float) -> None:
         """Redis forgot what it published while we were away: every client must refetch."""

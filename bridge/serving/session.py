@@ -28,6 +28,7 @@ from bridge.core.protocol import (
     encode_redis_down,
     encode_resync,
     encode_session,
+    event_queue,
     parse_frame,
 )
 from bridge.core.subscriptions import Delivery, Subscription
@@ -114,7 +115,7 @@ class Replay:
 def _wanted(subscription: Subscription, frame: bytes) -> bool:
     """For replays (rare): whether a kept frame is one ``subscription`` wants."""
     message = parse_frame(frame)
-    return isinstance(message, Event) and subscription.wants(message.type, message.id.encode())
+    return isinstance(message, Event) and subscription.wants(message.type, event_queue(message))
 
 
 def answer_action(before: Subscription, data: bytes) -> tuple[Subscription | None, bytes]:

@@ -1,0 +1,238 @@
+"""BullMQ's per-queue event streams as a source: every job transition, in order, pushed.
+
+One connection reads every watched queue's stream with one blocking ``XREAD`` (up to
+:data:`READ_COUNT` entries of each per call), keeping the last id read per queue. Unlike
+pub/sub, a stream remembers: after a reconnect each queue is read on from its last id,
+so nothing is lost and no resync is needed, unless the stream was trimmed past that id
+meanwhile (BullMQ keeps about 10,000 entries): then, and only then, ``on_gap``.
+
+Queues are found by a SCAN for their ``meta`` hash every ``rescan`` seconds (or named
+with ``--queues``). Queues there at the start are read from their current end; a queue
+found later, from the bridge's start time (stream ids are times), so none of its first
+events is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bridge.core.backoff import Backoff
+from bridge.core.protocol import Change, decode_payload
+from bridge.core.streams import (
+    DEFAULT_RESCAN,
+    changes_of,
+    just_before,
+    lag_ms,
+    meta_pattern,
+    queue_of_meta,
+    stream_key,
+    trimmed_past,
+)
+from bridge.sources.supervisor import Supervised
+
+log = logging.getLogger("bridge.source")
+
+#: Entries read per queue and call: a burst is read in few calls, and a full read
+#: says the bridge is behind (the cue to check for trimming).
+READ_COUNT = 1000
+#: The longest one XREAD blocks: new queues join the read within about this long.
+MAX_BLOCK = 1.0
+#: Each stream's first entry id (or false): one short reply for all of them.
+FIRST_IDS = """
+local firsts = {}
+for i, key in ipairs(KEYS) do
+  local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+  firsts[i] = first and first[1] or false
+end
+return firsts
+"""
+#: Queues watched at most (each is a stream key on every XREAD).
+MAX_QUEUES = 10_000
+
+
+class StreamSource(Supervised):
+    """Read every BullMQ queue's event stream under ``prefix``; hand each read's events
+    to ``on_events``. ``queues``: only these (not discovered). ``on_gap(queue)``: that
+    queue's stream was trimmed past where it was read."""
+
+    what = "stream reader"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        on_events: Callable[[list[Change]], None],
+        *,
+        max_payload: int,
+        stall_timeout: float,
+        queues: Sequence[str] = (),
+        rescan: float = DEFAULT_RESCAN,
+        on_gap: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
+        on_down: Callable[[], None] | None = None,
+        on_up: Callable[[float, bool], None] | None = None,
+    ) -> None:
+        super().__init__(
+            url, stall_timeout=stall_timeout, backoff=backoff, on_down=on_down, on_up=on_up
+        )
+        self.prefix = prefix.encode()
+        self.named = tuple(q.encode() for q in queues)
+        self.rescan = rescan
+        self.max_payload = max_payload
+        self._on_events = on_events
+        self._on_gap = on_gap
+        #: Per queue, the id to read after.
+        self.positions: dict[bytes, bytes] = {}
+        #: Queues whose position is a time, not an entry read (nothing there to trim past).
+        self._unread: set[bytes] = set()
+        self._start: bytes | None = None  # just before the bridge's start, in Redis's time
+        self._next_scan = 0.0
+        # For /metrics.
+        self.entries: Counter[bytes] = Counter()  # stream entries read, by queue
+        self.lag = 0.0  # seconds between the newest entry of the last read and reading it
+
+    async def _connect_and_read(self) -> None:
+        client = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=self._stall_timeout,
+            socket_timeout=None,  # each call has its own deadline (below)
+            single_connection_client=True,
+        )
+        try:
+            await self._call(client.ping())
+            if self._start is None:
+                seconds, micros = await self._call(client.time())
+                self._start = just_before((seconds * 1_000_000 + micros) // 1000)
+                await self._watch(client, await self._discover(client), at_end=True)
+            self._next_scan = time.monotonic() + self.rescan
+            self._connected(
+                f"Reading the BullMQ event streams of {len(self.positions)} queue(s) under "
+                f"{self.prefix.decode(errors='replace')}:"
+            )
+            while True:
+                if not self.named and time.monotonic() >= self._next_scan:
+                    await self._rescan(client)
+                await self._read(client)
+        except RedisError as exc:
+            raise ConnectionError(str(exc)) from None
+        finally:
+            await client.aclose()
+
+    async def _call(self, request: Any, extra: float = 0.0) -> Any:
+        """One Redis call, given up on after ``--redis-timeout`` (plus ``extra``)."""
+        async with asyncio.timeout(self._stall_timeout + extra):
+            return await request
+
+    async def _discover(self, client: aioredis.Redis) -> set[bytes]:
+        if self.named:
+            return set(self.named)
+        found: set[bytes] = set()
+        cursor = 0
+        while True:
+            cursor, keys = await self._call(
+                client.scan(cursor, match=meta_pattern(self.prefix), count=1000)
+            )
+            for key in keys:
+                queue = queue_of_meta(self.prefix, key)
+                if queue is not None:
+                    found.add(queue)
+            if cursor == 0:
+                return found
+
+    async def _watch(self, client: aioredis.Redis, queues: set[bytes], *, at_end: bool) -> None:
+        """Start reading ``queues``: from their current end, or from the bridge's start."""
+        new = sorted(queues - self.positions.keys())[: MAX_QUEUES - len(self.positions)]
+        if not new:
+            return
+        assert self._start is not None
+        if at_end:
+            pipe = client.pipeline(transaction=False)
+            for queue in new:
+                pipe.xrevrange(stream_key(self.prefix, queue), count=1)
+            lasts = await self._call(pipe.execute())
+            for queue, last in zip(new, lasts, strict=True):
+                self.positions[queue] = last[0][0] if last else self._start
+                if not last:
+                    self._unread.add(queue)
+        else:
+            for queue in new:
+                self.positions[queue] = self._start
+            self._unread.update(new)
+        names = ", ".join(decode_payload(q) for q in new[:10])
+        more = f" and {len(new) - 10} more" if len(new) > 10 else ""
+        when = "from now" if at_end else "from the bridge's start"
+        log.info("Watching %d BullMQ queue(s) %s: %s%s", len(new), when, names, more)
+
+    async def _rescan(self, client: aioredis.Redis) -> None:
+        self._next_scan = time.monotonic() + self.rescan
+        found = await self._discover(client)
+        gone = self.positions.keys() - found
+        for queue in sorted(gone):
+            del self.positions[queue]
+            self._unread.discard(queue)
+            log.info("BullMQ queue %r is gone (no meta): no longer watched", decode_payload(queue))
+        await self._watch(client, found, at_end=False)
+
+    async def _read(self, client: aioredis.Redis) -> None:
+        """One XREAD of every stream (blocking up to :data:`MAX_BLOCK`), preceded in the
+        same round trip by each stream's first id: a stream whose first entry is past
+        where we read was trimmed while we were away (or busy, or stopped)."""
+        now = time.monotonic()
+        block = max(min(MAX_BLOCK, self._next_scan - now), 0.01)
+        if not self.positions:
+            await self._call(client.ping())
+            await asyncio.sleep(block)
+            return
+        streams: dict[Any, Any] = {stream_key(self.prefix, q): p for q, p in self.positions.items()}
+        checked = [q for q in self.positions if q not in self._unread]
+        pipe = client.pipeline(transaction=False)
+        if checked:
+            keys = [stream_key(self.prefix, q) for q in checked]
+            pipe.eval(FIRST_IDS, len(keys), *keys)
+        pipe.xread(streams, count=READ_COUNT, block=int(block * 1000))
+        replies = await self._call(pipe.execute(), extra=block)
+        if checked:
+            self._check_trimmed(checked, replies[0])
+        reply = replies[-1]
+        if not reply:
+            return
+        head = len(self.prefix) + 1
+        changes: list[Change] = []
+        now_ms = int(time.time() * 1000)
+        lag = 0
+        for key, entries in reply:
+            queue = key[head : -len(b":events")]
+            if queue not in self.positions or not entries:
+                continue
+            entries = [(entry_id, fields or {}) for entry_id, fields in entries]
+            self.positions[queue] = entries[-1][0]
+            self._unread.discard(queue)
+            self.entries[queue] += len(entries)
+            changes += changes_of(queue, entries, max_payload=self.max_payload)
+            lag = max(lag, lag_ms(entries, now_ms))
+        self.lag = lag / 1000
+        if changes:
+            for change in changes:
+                self.by_type[change[0]] += 1
+            self._on_events(changes)
+
+    def _check_trimmed(self, queues: list[bytes], firsts: list[bytes | None]) -> None:
+        for queue, first in zip(queues, firsts, strict=True):
+            position = self.positions.get(queue)
+            if position is None or not trimmed_past(position, first):
+                continue
+            name = decode_payload(queue)
+            log.warning(
+                "BullMQ trimmed the events of queue %r past where the bridge read: clients resync",
+                name,
+            )
+            if self._on_gap is not None:
+                self._on_gap(name)
