@@ -17,13 +17,17 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.notifications import SeverityLevel
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Footer, Sparkline, Static, TabbedContent, TabPane
 
+from bbb_tui.bullmq_data import BullmqData, JobSummary
 from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
+from bbb_tui.fetcher import Fetcher
 from bbb_tui.monitor import KINDS, Monitor
 from bbb_tui.publisher import TestEventPublisher
+from bbb_tui.queue_stats import QueueRow, QueueStats
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
+from bbb_tui.widgets.bullmq import JobScreen, JobsView, QueuesView
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
@@ -31,6 +35,7 @@ from bridge.checks import redact
 from bridge.config import DEFAULT_REDIS_URL
 from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
 from bridge.core.sanitize import sanitize
+from bridge.core.streams import DEFAULT_BULLMQ_PREFIX
 from bridge.core.workload import MAX_RATE, MIN_RATE, Workload
 
 #: Widgets are redrawn on this clock, never per message.
@@ -59,6 +64,9 @@ class TuiSettings:
     token: str | None = None  # for a bridge run with --auth-secret
     token_file: str | None = None  # ...or a file holding it, read before every attempt
     read_only: bool = False  # no key publishes anything
+    #: What the cache fetches: simulated, or bullmq (real data; "auto" is settled by the CLI).
+    data: str = "simulated"
+    bullmq_prefix: str = DEFAULT_BULLMQ_PREFIX
 
 
 class BbbApp(App[None]):
@@ -94,6 +102,12 @@ class BbbApp(App[None]):
         Binding("p", "toggle_pause", "pause", tooltip="pause / resume the event log"),
         Binding("c", "clear", "clear", tooltip="clear the event log"),
         Binding("f,slash", "filter", "filter", tooltip="filter the event log by kind"),
+        Binding(
+            "v",
+            "view",
+            "view",
+            tooltip="next view: queues, jobs, query cache (BullMQ data; Enter on a job opens it)",
+        ),
         Binding("plus", "rate(1.5)", "faster", tooltip="demo: publish faster (x1.5)"),
         Binding("minus", "rate(0.6667)", "slower", tooltip="demo: publish slower (/1.5)"),
         Binding("question_mark", "help", "help", tooltip="this help"),
@@ -116,7 +130,24 @@ class BbbApp(App[None]):
         self._clock = clock
         self._wallclock = wallclock
         self._connect = connect
-        self.cache = QueryCache(latency=self.settings.fetch_latency)
+        self.real = self.settings.data == "bullmq"
+        self.stats = QueueStats()
+        if self.real:
+            self.cache = QueryCache(latency=None, facts=self.stats)
+            self.data = BullmqData(self.settings.redis_url, self.settings.bullmq_prefix)
+            self.fetcher: Fetcher | None = Fetcher(
+                self.cache,
+                self.data,
+                self.stats,
+                clock=clock,
+                on_queues=self._show_queues,
+                on_jobs=self._show_jobs,
+            )
+        else:
+            self.cache = QueryCache(latency=self.settings.fetch_latency)
+            self.fetcher = None
+        self._queue_rows: list[QueueRow] | None = None
+        self._jobs: list[JobSummary] | None = None
         self.monitor = Monitor(
             self.cache, capacity=self.settings.log_lines, clock=clock, wallclock=wallclock
         )
@@ -148,7 +179,18 @@ class BbbApp(App[None]):
         with Horizontal(id="status-row"):
             yield self.status_bar
             yield self.sparkline
-        yield self.table
+        if self.real:
+            self.queues_view = QueuesView(id="queues-view")
+            self.jobs_view = JobsView(id="jobs-view")
+            with TabbedContent(id="views", initial="queues"):
+                with TabPane("queues", id="queues"):
+                    yield self.queues_view
+                with TabPane("jobs", id="jobs"):
+                    yield self.jobs_view
+                with TabPane("query cache", id="cache"):
+                    yield self.table
+        else:
+            yield self.table
         yield self.event_log
         yield Footer(compact=True)
 
@@ -159,7 +201,12 @@ class BbbApp(App[None]):
         # allocates millions of short-lived objects.
         gc.freeze()
         gc.set_threshold(20_000, 20, 50)
-        self.table.border_title = "query cache (simulated React Query)"
+        self.table.border_title = (
+            f"query cache (React Query semantics, BullMQ data under "
+            f"{sanitize(self.settings.bullmq_prefix)}:)"
+            if self.real
+            else "query cache (simulated React Query)"
+        )
         self.sparkline.tooltip = "events per second, last 60 s"
         self._update_log_title()
         self.cache.mount(self._clock())
@@ -185,6 +232,9 @@ class BbbApp(App[None]):
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         await self.publisher.aclose()
+        if self.fetcher is not None:
+            self.fetcher.stop()
+            await self.data.aclose()
 
     # -- fed from the WebSocket worker (plain calls; no widget work here) ----------
 
@@ -230,6 +280,9 @@ class BbbApp(App[None]):
         """
         now = self._clock()
         self.cache.tick(now)
+        if self.fetcher is not None:
+            self.fetcher.tick()
+            self._sync_views()
         busy = self.monitor.pending > self.event_log.size.height
         if force or not busy or now - self._log_at >= LOG_BUSY_INTERVAL:
             self._log_at = now
@@ -241,8 +294,41 @@ class BbbApp(App[None]):
                 self.table.sync(self.cache)
         self._update_status(now)
 
+    def _show_queues(self, rows: list[QueueRow]) -> None:
+        self._queue_rows = rows  # drawn on the next flush
+
+    def _show_jobs(self, jobs: list[JobSummary]) -> None:
+        self._jobs = jobs
+
+    def _sync_views(self) -> None:
+        if self._queue_rows is not None:
+            rows, self._queue_rows = self._queue_rows, None
+            self.queues_view.show(rows)
+        if self._jobs is not None:
+            jobs, self._jobs = self._jobs, None
+            self.jobs_view.show(jobs, int(self._wallclock() * 1000))
+
+    def on_jobs_view_chosen(self, message: JobsView.Chosen) -> None:
+        self.push_screen(JobScreen(message.queue, message.job, self.data.job))
+
+    def action_view(self) -> None:
+        """Show the next view: queues, jobs, query cache."""
+        if not self.real:
+            return
+        tabs = self.query_one("#views", TabbedContent)
+        order = ["queues", "jobs", "cache"]
+        tabs.active = order[(order.index(tabs.active) + 1) % len(order)]
+        views = {"queues": self.queues_view, "jobs": self.jobs_view, "cache": self.table}
+        views[tabs.active].focus()
+
     def _update_status(self, now: float) -> None:
-        text = status_text(self.status, self.monitor, now, read_only=self.settings.read_only)
+        text = status_text(
+            self.status,
+            self.monitor,
+            now,
+            read_only=self.settings.read_only,
+            data="BullMQ data" if self.real else "simulated data",
+        )
         if text.plain != self._status_text:
             self._status_text = text.plain
             self.status_bar.update(text, layout=False)  # fixed size: no relayout
@@ -350,6 +436,8 @@ class BbbApp(App[None]):
         """+ and - exist only in the demo; the publishing keys not at all with --read-only."""
         if action == "rate":
             return self.workload is not None
+        if action == "view":
+            return self.real
         if action in PUBLISHING_ACTIONS:
             return not self.settings.read_only
         if action == "token":  # offered after a refusal, or when a token is in use

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bridge.core.protocol import Event, EventType, QueryKey, invalidated_keys
 from bridge.core.sanitize import sanitize
@@ -137,17 +138,33 @@ def _forget_oldest(counter: Counter[str], limit: int) -> None:
     counter.update(dict(kept))
 
 
+class Facts(Protocol):
+    """What the events are applied to (each event, on the hot path)."""
+
+    def apply(self, event: Event) -> None: ...
+
+
 class QueryCache:
     """The queries in use, their fetch state, and what changed since the last look.
 
     Every method takes ``now`` (seconds on any monotonic clock), so tests drive time.
-    Call :meth:`tick` regularly to complete fetches whose latency has elapsed.
+    Simulated (``latency`` seconds a fetch): call :meth:`tick` regularly to complete the
+    fetches whose latency has elapsed, with :class:`Backend`'s answers. Real (``latency``
+    None): whoever fetches reads :meth:`fetching` and calls :meth:`complete`; ``facts``
+    then takes each event instead of the simulated backend.
     """
 
-    def __init__(self, *, latency: float = 0.15, max_id_keys: int = 40) -> None:
+    def __init__(
+        self,
+        *,
+        latency: float | None = 0.15,
+        max_id_keys: int = 40,
+        facts: Facts | None = None,
+    ) -> None:
         self.latency = latency
         self.max_id_keys = max_id_keys
         self.backend = Backend()
+        self.facts: Facts = facts or self.backend
         self.base: dict[QueryKey, Query] = {key: Query(key) for key in BASE_KEYS}
         # Per-id queries, least recently invalidated first (an LRU: O(1) to bump or evict).
         self.per_id: OrderedDict[QueryKey, Query] = OrderedDict()
@@ -166,8 +183,8 @@ class QueryCache:
             self._start_fetch(query, now)
 
     def handle(self, event: Event, now: float) -> None:
-        """Apply one event: update the backend, then invalidate the keys the web client would."""
-        self.backend.apply(event)
+        """Apply one event: update the facts, then invalidate the keys the web client would."""
+        self.facts.apply(event)
         # The section 3 keys are whole keys, and no key in use extends another, so an
         # exact lookup gives the same result as a prefix match here, in O(1) per event.
         fixed, per_id = _PLAN[event.type]
@@ -196,30 +213,53 @@ class QueryCache:
 
     def tick(self, now: float) -> None:
         """Complete the fetches whose simulated latency has elapsed by ``now``."""
-        if not self._fetching:
+        latency = self.latency
+        if not self._fetching or latency is None:
             return
-        for key in [k for k in self._fetching if self._due(k, now)]:
-            self._fetching.discard(key)
+        for key in [k for k in self._fetching if self._due(k, now, latency)]:
             query = self._get(key)
             if query is None or query.fetch_started is None:
-                continue  # evicted while fetching
-            done = query.fetch_started + self.latency
-            query.status = QueryStatus.FRESH
-            query.fetches += 1
-            query.last_fetched = done
-            query.last_duration = done - query.fetch_started
-            query.fetch_started = None
-            query.data = sanitize(self.backend.answer(key))  # ids from the wire: made safe
-            self.changed.add(key)
+                self._fetching.discard(key)  # evicted while fetching
+                continue
+            started = query.fetch_started
+            self.complete(key, started, self.backend.answer(key), started + latency)
+
+    def fetching(self) -> list[tuple[QueryKey, float]]:
+        """The queries being fetched, each with when its current fetch started (a fetch
+        restarted by an invalidation has a new start: the older one's answer is stale)."""
+        found = []
+        for key in list(self._fetching):
+            query = self._get(key)
+            if query is None or query.fetch_started is None:
+                self._fetching.discard(key)  # evicted while fetching
+            else:
+                found.append((key, query.fetch_started))
+        return found
+
+    def complete(self, key: QueryKey, started: float, data: str, now: float) -> bool:
+        """The fetch of ``key`` that started at ``started`` answered ``data`` at ``now``;
+        False (and nothing changes) if a newer invalidation restarted it meanwhile."""
+        query = self._get(key)
+        if query is None or query.fetch_started != started:
+            return False
+        self._fetching.discard(key)
+        query.status = QueryStatus.FRESH
+        query.fetches += 1
+        query.last_fetched = now
+        query.last_duration = now - started
+        query.fetch_started = None
+        query.data = sanitize(data)  # ids and names from the wire: made safe
+        self.changed.add(key)
+        return True
 
     def _get(self, key: QueryKey) -> Query | None:
         return self.base.get(key) or self.per_id.get(key)
 
-    def _due(self, key: QueryKey, now: float) -> bool:
+    def _due(self, key: QueryKey, now: float, latency: float) -> bool:
         query = self._get(key)
         if query is None or query.fetch_started is None:
             return True  # evicted: let tick() drop it
-        return now >= query.fetch_started + self.latency
+        return now >= query.fetch_started + latency
 
     def _invalidate_one(self, query: Query, now: float) -> None:
         """Per event and key: kept to attribute updates (``_start_fetch`` inlined)."""

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bbb_tui.app import BbbApp, TuiSettings
 from bridge.checks import split_redis_urls
 from bridge.config import (
+    BULLMQ_PREFIX,
     DEFAULT_REDIS_URL,
     PREFIX,
     REDIS_URL,
@@ -27,7 +28,7 @@ from bridge.core.protocol import EventType
 from bridge.core.sanitize import sanitize
 from bridge.core.subscriptions import MAX_BATCH_MS, MAX_QUEUES, connection_url
 from bridge.core.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
-from bridge.options import Command, Option, boolean, number, parse_command, whole
+from bridge.options import Command, Option, boolean, choice, number, parse_command, whole
 
 
 def event_types(raw: str) -> str:
@@ -61,7 +62,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--queue",
-        "receive queue events only for these queues; repeat it or comma-separate them (job "
+        "receive only these queues' events; repeat it or comma-separate them (published job "
         "events name no queue and still arrive)",
         queue_names,
         env=("BBB_QUEUES",),
@@ -82,6 +83,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     REDIS_URL,
     PREFIX,
+    Option(
+        "--data",
+        "what the query cache fetches: `simulated`, `bullmq` (real queues, counts, jobs and "
+        "logs read from BullMQ's keys at `--redis-url`) or `auto` (`bullmq` when queues exist "
+        "there)",
+        choice("auto", "simulated", "bullmq"),
+        "auto",
+        env=("BBB_DATA",),
+    ),
+    BULLMQ_PREFIX,
     Option(
         "--fetch-latency",
         "seconds each simulated query refetch takes",
@@ -151,6 +162,8 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         token=args.token,
         token_file=args.token_file,
         read_only=args.read_only,
+        data=args.data,
+        bullmq_prefix=args.bullmq_prefix,
     )
 
 
@@ -170,8 +183,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     if args.demo:
         return asyncio.run(run_demo(settings, args.rate, configured_redis=args.redis_url))
-    BbbApp(settings).run()
+    BbbApp(asyncio.run(choose_data(settings))).run()
     return 0
+
+
+async def choose_data(settings: TuiSettings) -> TuiSettings:
+    """``--data auto``: real data when BullMQ queues exist at the Redis URL, else simulated."""
+    if settings.data != "auto":
+        return settings
+    from bbb_tui.bullmq_data import has_queues
+
+    found = await has_queues(settings.redis_url, settings.bullmq_prefix)
+    return replace(settings, data="bullmq" if found else "simulated")
 
 
 async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str | None) -> int:

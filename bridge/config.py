@@ -323,7 +323,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "with `--source bullmq` or `both`: read only these queues (repeat, or comma-separate)",
         queue_names,
         (),
-        env=("BBB_QUEUES",),
+        env=("BBB_BULLMQ_QUEUES",),
         metavar="NAMES",
         default_text="all, found every 10 s",
         repeat=True,

@@ -316,9 +316,10 @@ async def test_clear_and_filter(app_on_bridge: BbbApp, publish: Publisher) -> No
 
 async def test_help_lists_every_key(app_on_bridge: BbbApp) -> None:
     """? opens a help screen that lists every key the app offers now: not the demo's + and -,
-    nor t while no token is in use and the bridge has refused nothing."""
+    nor t while no token is in use and the bridge has refused nothing, nor v without BullMQ
+    data."""
     app = app_on_bridge
-    hidden = {"rate(1.5)", "rate(0.6667)", "token"}
+    hidden = {"rate(1.5)", "rate(0.6667)", "token", "view"}
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)

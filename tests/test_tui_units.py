@@ -12,6 +12,7 @@ def event(event_type: EventType, ident: str) -> Event:
 
 
 def settle(cache: QueryCache, now: float) -> None:
+    assert cache.latency is not None
     cache.tick(now + cache.latency)
 
 

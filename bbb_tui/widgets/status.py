@@ -36,7 +36,12 @@ def duration(seconds: float) -> str:
 
 
 def status_text(
-    status: ConnStatus, monitor: Monitor, now: float, *, read_only: bool = False
+    status: ConnStatus,
+    monitor: Monitor,
+    now: float,
+    *,
+    read_only: bool = False,
+    data: str = "",
 ) -> Text:
     """Two lines: the connection, then the message counters."""
     mark, style = STATE_STYLES[status.state]
@@ -78,4 +83,6 @@ def status_text(
         text.append(f"  {monitor.resyncs:,} resyncs", style="#e5c07b")
     if monitor.paused:
         text.append(f"  log paused ({monitor.held:,} new)", style="bold #e5c07b")
+    if data:
+        text.append(f"  {data}", style="dim")
     return text

@@ -1,0 +1,209 @@
+"""The real-data views (``--data bullmq``): queues with live counts and timings, the latest
+jobs, and one job's details. Queue names, job names, data, errors and logs come from
+Redis: every cell and line goes through :func:`~bbb_tui.widgets.safe.safe_text`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from bbb_tui.bullmq_data import JobDetails, JobSummary
+from bbb_tui.queue_stats import QueueRow, duration
+from bbb_tui.widgets.safe import safe_text
+
+ALARM = "bold #e06c75"
+STATE_STYLES = {
+    "active": "#61afef",
+    "completed": "#98c379",
+    "failed": "#e06c75",
+    "delayed": "#e5c07b",
+    "waiting": "",
+}
+NAME_WIDTH = 24
+
+
+def cursor_key(table: DataTable[Text]) -> str | None:
+    """The key of the row under the cursor (None on an empty table)."""
+    if not table.row_count or not table.is_valid_row_index(table.cursor_row):
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+def put_cursor(table: DataTable[Text], key: str | None) -> None:
+    """Back on the row ``key``, if it is still there (a redraw keeps your place)."""
+    if key is not None and key in table.rows:
+        table.move_cursor(row=table.get_row_index(key), animate=False)
+
+
+class QueuesView(DataTable[Text]):
+    """One row per queue: counts per state, paused, per minute, wait and run times."""
+
+    COLUMNS = (
+        "queue", "wait", "active", "delayed", "failed", "done", "paused",
+        "done/min", "fail/min", "wait p50/p95", "run p50/p95", "alarms",
+    )  # fmt: skip
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        self.add_columns(*self.COLUMNS)
+
+    def show(self, rows: list[QueueRow]) -> None:
+        chosen = cursor_key(self)
+        self.clear()
+        for row in rows:
+            counts = row.counts.counts
+            alarms = []
+            if row.stalled:
+                alarms.append(f"{row.stalled} stalled")
+            if row.exhausted:
+                alarms.append(f"{row.exhausted} retries exhausted")
+            if row.growing:
+                alarms.append("backlog growing")
+            style = ALARM if row.alarming else ""
+            cells = [
+                safe_text(row.name, NAME_WIDTH, style=style, where="middle", pad=False),
+                Text(f"{row.counts.backlog:,}", style=ALARM if row.growing else ""),
+                Text(f"{counts['active']:,}"),
+                Text(f"{counts['delayed']:,}"),
+                Text(f"{counts['failed']:,}", style="#e06c75" if counts["failed"] else ""),
+                Text(f"{counts['completed']:,}"),
+                Text("paused" if row.counts.paused else "", style="#e5c07b"),
+                Text(f"{row.completed_per_min:,}"),
+                Text(f"{row.failed_per_min:,}", style=ALARM if row.failed_per_min else ""),
+                Text(f"{duration(row.wait_p50)} / {duration(row.wait_p95)}"),
+                Text(f"{duration(row.run_p50)} / {duration(row.run_p95)}"),
+                Text(", ".join(alarms), style=ALARM),
+            ]
+            self.add_row(*cells, key=row.name)
+        put_cursor(self, chosen)
+
+
+class JobsView(DataTable[Text]):
+    """The latest jobs across queues; Enter opens one."""
+
+    COLUMNS = ("job", "queue", "name", "state", "attempts", "age")
+
+    class Chosen(Message):
+        def __init__(self, queue: str, job: str) -> None:
+            super().__init__()
+            self.queue, self.job = queue, job
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        self.add_columns(*self.COLUMNS)
+        self._jobs: dict[str, JobSummary] = {}
+
+    def show(self, jobs: list[JobSummary], now_ms: int | None = None) -> None:
+        """Redraw with ``jobs``; the cursor stays on the job it was on, if still listed."""
+        now_ms = now_ms or int(time.time() * 1000)
+        chosen = cursor_key(self)
+        self._jobs = {f"{job.queue}\0{job.id}": job for job in jobs}
+        self.clear()
+        for key, job in self._jobs.items():
+            self.add_row(
+                safe_text(job.id, 16, where="middle", pad=False),
+                safe_text(job.queue, NAME_WIDTH, where="middle", pad=False),
+                safe_text(job.name, NAME_WIDTH, pad=False),
+                Text(job.state, style=STATE_STYLES.get(job.state, "")),
+                Text(str(job.attempts)),
+                Text(duration(max(now_ms - job.timestamp, 0)) if job.timestamp else "-"),
+                key=key,
+            )
+        put_cursor(self, chosen)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        job = self._jobs.get(event.row_key.value or "")
+        if job is not None:
+            self.post_message(self.Chosen(job.queue, job.id))
+
+
+class JobScreen(ModalScreen[None]):
+    """One job, whole: state, attempts, timings, data, options, result or failure with its
+    stack trace, and its log lines; read when opened, ``r`` reads it again."""
+
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    def __init__(
+        self, queue: str, job: str, load: Callable[[str, str], Awaitable[JobDetails | None]]
+    ) -> None:
+        super().__init__()
+        self.queue, self.job, self._load = queue, job, load
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="job-box"):
+            yield Static(safe_text(f"job {self.job} of {self.queue}: reading..."), id="job-body")
+
+    def on_mount(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.run_worker(self._show(), exclusive=True, exit_on_error=False)
+
+    async def _show(self) -> None:
+        body = self.query_one("#job-body", Static)
+        try:
+            details = await self._load(self.queue, self.job)
+        except Exception as exc:  # Redis gone, bullmq missing: said, not raised
+            body.update(safe_text(f"cannot read job {self.job}: {exc}"))
+            return
+        if details is None:
+            body.update(safe_text(f"job {self.job} of {self.queue}: no such job (removed?)"))
+            return
+        body.update(job_text(details))
+
+
+def job_text(details: JobDetails) -> Text:
+    """The job screen's text: every value from Redis sanitized (lines kept, controls not)."""
+    job = details.summary
+    out = Text()
+
+    def field(label: str, value: str, style: str = "") -> None:
+        out.append(f"{label:>12}  ", style="bold #61afef")
+        lines = value.splitlines() or [""]
+        for n, line in enumerate(lines):
+            if n:
+                out.append(" " * 14)
+            out.append_text(safe_text(line, style=style))
+            out.append("\n")
+
+    field("job", job.id)
+    field("queue", job.queue)
+    field("name", job.name)
+    field("state", job.state, STATE_STYLES.get(job.state, ""))
+    field("attempts", str(job.attempts))
+    field("added", _when(job.timestamp))
+    field("processed", _when(details.processed_on))
+    field("finished", _when(details.finished_on))
+    if details.processed_on and details.finished_on:
+        field("ran", duration(details.finished_on - details.processed_on))
+    field("progress", details.progress)
+    field("data", details.data)
+    field("opts", details.opts)
+    if details.returnvalue not in ("", "null", "None"):
+        field("result", details.returnvalue)
+    if details.failed_reason:
+        field("failed", details.failed_reason, "#e06c75")
+    for n, trace in enumerate(details.stacktrace[-3:]):
+        field("stack" if n == 0 else "", trace, "dim")
+    field("logs", "\n".join(details.logs[-100:]) or "(none)")
+    out.rstrip()
+    return out
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}"
