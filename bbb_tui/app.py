@@ -20,6 +20,7 @@ from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Sparkline, Static, TabbedContent, TabPane
 
 from bbb_tui.bullmq_data import BullmqData, JobSummary
+from bbb_tui.bullmq_workload import BullmqWorkload
 from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
 from bbb_tui.fetcher import Fetcher
@@ -122,7 +123,7 @@ class BbbApp(App[None]):
         connect: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
-        workload: Workload | None = None,
+        workload: Workload | BullmqWorkload | None = None,
     ) -> None:
         super().__init__()
         self.workload = workload  # the demo's publisher, whose rate + and - change
@@ -448,7 +449,8 @@ class BbbApp(App[None]):
         if self.workload is None:
             return
         self.workload.rate = min(max(self.workload.rate * factor, MIN_RATE), MAX_RATE)
-        self.monitor.note(f"demo publisher: {self.workload.rate:.3g} job changes/s")
+        per = "jobs" if self.real else "job changes"
+        self.monitor.note(f"demo: {self.workload.rate:.3g} {per}/s")
         self.flush(force=True)
 
     def action_help(self) -> None:

@@ -193,7 +193,7 @@ class BullmqData:
 
     def _queue(self, name: str) -> Any:
         try:
-            from bullmq import Queue  # type: ignore[import-untyped]
+            from bullmq import Queue
         except ImportError:
             raise BullmqMissing(
                 "job details need the bullmq package: pip install 'bbb-tui[bullmq]'"

@@ -120,7 +120,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--demo",
         "start Redis (the configured one if it answers, else a private `redis-server`), a "
-        "bridge and a synthetic publisher first, and watch them; quitting stops them all",
+        "bridge and real BullMQ producers and workers (with `--data simulated`, a synthetic "
+        "publisher) first, and watch them; quitting stops them all",
         boolean,
         False,
         env=("BBB_DEMO",),
@@ -128,7 +129,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--rate",
-        "with `--demo`: job changes per second, changed live with `+` and `-`",
+        "with `--demo`: jobs (or with `--data simulated`, job changes) per second, changed "
+        "live with `+` and `-`",
         number(MIN_RATE, MAX_RATE),
         DEFAULT_RATE,
         env=("BBB_DEMO_RATE",),
@@ -141,8 +143,9 @@ COMMAND = Command(
     "watch a Better Bull Board bridge live",
     OPTIONS,
     "Watch a Better Bull Board bridge live: connection, event log, and the cache "
-    "invalidations the web client would do. Keys: 1-4/a fire test events, r reconnect, "
-    "p pause, c clear, f filter, ? help, q quit.",
+    "invalidations the web client would do; with BullMQ in Redis, its real queues and jobs. "
+    "Keys: 1-4/a fire test events, v views, r reconnect, p pause, c clear, f filter, ? help, "
+    "q quit.",
 )
 
 
@@ -201,13 +204,27 @@ async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str 
     """Start the demo's Redis, bridge and publisher, run the app on them, stop them all."""
     from bbb_tui.demo import Demo, EmbeddedRedisError  # the whole bridge: only for the demo
 
+    real = settings.data != "simulated"
+    if real and not bullmq_installed():
+        print(
+            "bbb-tui demo: the bullmq package is not installed (pip install 'bbb-tui[bullmq]'): "
+            "showing the simulation instead",
+            file=sys.stderr,
+        )
+        real = False
     try:
         async with Demo(
-            configured_redis=configured_redis, prefix=settings.prefix, rate=rate
+            configured_redis=configured_redis,
+            prefix=settings.prefix,
+            rate=rate,
+            bullmq_prefix=settings.bullmq_prefix if real else None,
         ) as demo:
             app = BbbApp(
                 replace(
-                    settings, url=with_query_of(demo.url, settings.url), redis_url=demo.redis_url
+                    settings,
+                    url=with_query_of(demo.url, settings.url),
+                    redis_url=demo.redis_url,
+                    data="bullmq" if real else "simulated",
                 ),
                 workload=demo.workload,
             )
@@ -220,6 +237,12 @@ async def run_demo(settings: TuiSettings, rate: float, *, configured_redis: str 
         print(f"bbb-tui: error: the demo could not start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def bullmq_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bullmq") is not None
 
 
 @contextmanager

@@ -1,8 +1,10 @@
-"""``bbb-tui --demo``: Redis, a bridge and a synthetic publisher, started and stopped together.
+"""``bbb-tui --demo``: Redis, a bridge and a workload, started and stopped together.
 
-Everything but Redis runs in this process, on the app's event loop, so quitting (or a
-crash) cannot leave a bridge or publisher behind; a private redis-server is stopped
-on exit and, on Linux, also dies with this process.
+The workload is real BullMQ (producers and workers of the ``bullmq`` package, read by a
+bridge with ``--source both``), or with ``--data simulated`` the synthetic publisher of
+Better Bull Board's hints. Everything but Redis runs in this process, on the app's event
+loop, so quitting (or a crash) cannot leave a bridge, worker or publisher behind; a
+private redis-server is stopped on exit and, on Linux, also dies with this process.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from types import TracebackType
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bbb_tui.bullmq_workload import BullmqWorkload
 from bridge.config import Settings
 from bridge.core.protocol import DEFAULT_PREFIX
+from bridge.core.streams import DEFAULT_BULLMQ_PREFIX
 from bridge.core.workload import DEFAULT_RATE, Workload
 from bridge.ops.logformat import redact_secrets
 from bridge.serving.server import Bridge
@@ -47,10 +51,14 @@ class Demo:
         rate: float = DEFAULT_RATE,
         say: Callable[[str], None] = say_on_stderr,
         choose: Callable[[str | None], RedisChoice] = choose_redis,
+        bullmq_prefix: str | None = None,
     ) -> None:
         self._configured = configured_redis
         self.prefix = prefix
-        self.workload = Workload(rate=rate)
+        #: Real BullMQ under this prefix; None: the synthetic publisher.
+        self.bullmq_prefix = bullmq_prefix
+        self.workload: Workload | BullmqWorkload = Workload(rate=rate)
+        self._rate = rate
         self._say = say
         self._choose = choose
         self.redis: RedisChoice | None = None
@@ -79,18 +87,33 @@ class Demo:
     async def _start(self) -> None:
         self.redis = await asyncio.to_thread(self._choose, self._configured)
         self._say(f"Redis: {self.redis.description}")
+        real = self.bullmq_prefix is not None
         self.bridge = Bridge(
-            Settings(host="127.0.0.1", port=0, redis_url=self.redis.url, prefix=self.prefix)
+            Settings(
+                host="127.0.0.1",
+                port=0,
+                redis_url=self.redis.url,
+                prefix=self.prefix,
+                source="both" if real else "pubsub",
+                bullmq_prefix=self.bullmq_prefix or DEFAULT_BULLMQ_PREFIX,
+                rescan=2.0,
+            )
         )
         await self.bridge.start()
-        await self.bridge.source.wait_subscribed(10)
+        await self.bridge.wait_ready(10)
         self._say(f"bridge: listening on {self.url}, subscribed to {self.prefix}*")
+        if self.bullmq_prefix is not None:
+            workload = BullmqWorkload(self.redis.url, self.bullmq_prefix, rate=self._rate)
+            self.workload = workload
+            await workload.start()
+            self._say(f"BullMQ: producers and workers on 4 queues, {self._rate:g} jobs/s")
+            return
         self._client = aioredis.Redis.from_url(self.redis.url)
         self.publisher = asyncio.create_task(self._publish(), name="demo-publisher")
         self._say(f"publisher: synthetic workload, {self.workload.rate:g} job changes/s")
 
     async def _publish(self) -> int:
-        assert self._client is not None
+        assert self._client is not None and isinstance(self.workload, Workload)
         try:
             return await run_workload(self._client, self.prefix, self.workload)
         except (RedisError, OSError) as exc:
@@ -98,7 +121,9 @@ class Demo:
             return 0
 
     async def stop(self) -> None:
-        """Stop the publisher, the bridge and a private Redis (safe to call twice)."""
+        """Stop the workload, the bridge and a private Redis (safe to call twice)."""
+        if isinstance(self.workload, BullmqWorkload):
+            await self.workload.stop()
         if self.publisher is not None:
             self.publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.bullmq_workload import BullmqWorkload
 from bbb_tui.client import ConnState
 from bbb_tui.demo import Demo
+from bbb_tui.widgets.bullmq import QueuesView
 from bridge.core.protocol import EventType
 from bridge.core.workload import QUEUES, Workload
 from bridge.tools.embedded import (
@@ -156,6 +158,35 @@ async def test_demo_starts_everything_and_leaves_nothing_behind() -> None:
         publisher = demo.publisher
     assert publisher is None or publisher.done()
     assert demo.bridge is None
+    await wait_for(lambda: not alive(redis_pid), 5, what="redis-server to stop")
+
+
+async def test_the_bullmq_demo_runs_real_workers_and_stops_them() -> None:
+    """With BullMQ, the demo's producers and workers run real jobs on four queues, read
+    by the bridge's stream source: the TUI's queues view fills and + raises the job rate;
+    on exit the workers are closed, the bridge stopped and Redis gone."""
+    lines: list[str] = []
+    demo = Demo(configured_redis=None, rate=20, say=lines.append, bullmq_prefix="demo")
+    demo._choose = lambda configured: choose_redis(None, answers=lambda url: False)
+    async with demo:
+        assert [line.split(":")[0] for line in lines] == ["Redis", "bridge", "BullMQ"]
+        assert isinstance(demo.workload, BullmqWorkload) and demo.redis is not None
+        assert demo.redis.server is not None
+        redis_pid = demo.redis.server.pid
+        workload = demo.workload
+        settings = TuiSettings(url=demo.url, redis_url=demo.redis_url, data="bullmq",
+                               bullmq_prefix="demo")  # fmt: skip
+        app = BbbApp(settings, workload=workload)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await wait_for(lambda: app.monitor.events > 50, 15, what="stream events")
+            view = app.query_one(QueuesView)
+            await wait_for(lambda: view.row_count == 4, 15, what="the four queues listed")
+            await wait_for(lambda: workload.added > 10, 10, what="jobs added")
+            await pilot.press("plus")
+            assert workload.rate == pytest.approx(30)
+            await pilot.press("q")
+        assert redis_pid is not None and alive(redis_pid)
+    assert workload.workers == [] and demo.bridge is None
     await wait_for(lambda: not alive(redis_pid), 5, what="redis-server to stop")
 
 

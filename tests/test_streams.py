@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
-from bullmq import Queue, Worker  # type: ignore[import-untyped]
+from bullmq import Queue, Worker
 from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.core.journal import Journal

@@ -203,7 +203,16 @@ async def test_the_demo_at_full_speed_quits_at_once_and_restores_the_terminal(
     """The demo publishing as fast as it may: q (or SIGTERM from outside) ends it promptly,
     with exit 0 and the terminal back from the alternate screen."""
     terminal = await start(
-        terminals, "--demo", "--rate", "20000", "--redis-url", redis_server.url, "--prefix", prefix
+        terminals,
+        "--demo",
+        "--data",
+        "simulated",
+        "--rate",
+        "20000",
+        "--redis-url",
+        redis_server.url,
+        "--prefix",
+        prefix,
     )
     await terminal.wait_for_text("connected", timeout=30)
     await terminal.wait_for(lambda: events_shown(terminal) > 5000, "thousands of events", 20)
@@ -213,6 +222,23 @@ async def test_the_demo_at_full_speed_quits_at_once_and_restores_the_terminal(
     else:
         terminal.process.send_signal(signal.SIGTERM)
     code = await asyncio.wait_for(asyncio.to_thread(terminal.process.wait), 5)
+    assert code == 0
+    await terminal.wait_for(lambda: terminal.left_alternate_screen, "the screen restored", 5)
+
+
+async def test_the_bullmq_demo_shows_real_queues_and_quits_cleanly(
+    redis_server: RedisServer, terminals: list[Terminal]
+) -> None:
+    """`bbb-tui --demo` as a person runs it: real BullMQ queues fill the queues view, and q
+    stops the workers and the bridge and exits 0 with the terminal restored."""
+    terminal = await start(terminals, "--demo", "--redis-url", redis_server.url)
+    await terminal.wait_for_text("BullMQ data", timeout=30)
+    for queue in ("emails", "images", "reports", "webhooks"):
+        await terminal.wait_for_text(queue, timeout=20)
+    await terminal.wait_for(lambda: events_shown(terminal) > 50, "stream events", 20)
+    assert terminal.process is not None
+    terminal.type("q")
+    code = await asyncio.wait_for(asyncio.to_thread(terminal.process.wait), 8)
     assert code == 0
     await terminal.wait_for(lambda: terminal.left_alternate_screen, "the screen restored", 5)
 

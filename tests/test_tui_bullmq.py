@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any
 
 import pytest
-from bullmq import Queue, Worker  # type: ignore[import-untyped]
+from bullmq import Queue, Worker
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.bullmq_data import BullmqData, JobDetails, JobSummary, has_queues
