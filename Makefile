@@ -56,6 +56,7 @@ bench: $(VENV)/.installed-dev  ## benchmarks: scripts that print figures (not te
 	$(BIN)/python -m bench.tui_ingest --rate 5000 10000 20000 --seconds 10
 	$(BIN)/python -m bench.modes --clients 50 --rate 500 --seconds 5
 	$(BIN)/python -m bench.groups --clients 2000 --events 20000
+	$(BIN)/python -m bench.streams --queues 50 --clients 100 --rate 10000
 
 # PNGs need rsvg-convert (Debian's librsvg2-bin), installed here when apt can.
 screenshots: $(VENV)/.installed-dev  ## SVG + PNG screenshots from a scripted session

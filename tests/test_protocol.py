@@ -26,7 +26,6 @@ from bridge.core.protocol import (
     channel_table,
     decode_payload,
     encode_event,
-    extra_fields,
     invalidated_keys,
     parse_frame,
     subscription_pattern,
@@ -210,7 +209,12 @@ def test_numbered_batches_match_one_by_one_encoding(
     from bridge.core.protocol import encode_numbered_events
 
     events: list[Change] = [
-        (t, p, None, b"" if q is None else extra_fields(streamId=q, event="added"))
+        (
+            t,
+            p,
+            None,
+            b"" if q is None else b',"streamId":%s,"event":"added"' % json.dumps(q).encode(),
+        )
         for t, p, q in raw
     ]
     frames = encode_numbered_events(events, last_seq)

@@ -19,6 +19,7 @@ from bridge.core.journal import Journal
 from bridge.core.protocol import GENERIC, EventType, ResyncReason, parse_frame
 from bridge.core.streams import (
     changes_of,
+    coarse_of,
     just_before,
     meta_pattern,
     parse_id,
@@ -46,10 +47,10 @@ J, SJ, Q, SQ = (
 # -- the pure part -------------------------------------------------------------------
 
 
-def test_a_read_becomes_per_job_hints_then_one_coarse_pair() -> None:
-    """Job events: a single-job-refresh each, in order; queue events a single-queue-refresh;
-    then one job-refresh "1" and one queue-refresh <queue> (BBB's ingest's shape). Every
-    frame names its queue, BullMQ's event and the entry id."""
+def test_a_read_becomes_per_job_hints_and_a_queue_its_coarse_pair() -> None:
+    """Job events: a single-job-refresh each, in order; queue events a single-queue-refresh.
+    Every frame names its queue, BullMQ's event and the entry id. A queue that moved owes
+    one job-refresh "1" (if a job changed) and one queue-refresh <queue>: BBB's shape."""
     entries = [
         (b"10-0", {b"event": b"added", b"jobId": b"7", b"name": b"send"}),
         (b"10-1", {b"event": b"completed", b"jobId": b"7", b"returnvalue": b"{}"}),
@@ -60,17 +61,17 @@ def test_a_read_becomes_per_job_hints_then_one_coarse_pair() -> None:
         (SJ, b"7", b"emails"),
         (SJ, b"7", b"emails"),
         (SQ, b"emails", b"emails"),
-        (J, GENERIC, b"emails"),
-        (Q, b"emails", b"emails"),
     ]
     first = json.loads(b"{" + changes[0][3][1:] + b"}")
     assert first == {"queueName": "emails", "event": "added", "streamId": "10-0"}
-    assert json.loads(b"{" + changes[-1][3][1:] + b"}") == {"streamId": "11-0"}
-
-
-def test_queue_events_alone_bring_no_job_refresh() -> None:
-    changes = changes_of(b"q", [(b"1-0", {b"event": b"paused"})], max_payload=100)
-    assert [t for t, *_ in changes] == [SQ, Q]
+    assert json.loads(b"{" + changes[2][3][1:] + b"}") == {"event": "drained", "streamId": "11-0"}
+    coarse = coarse_of(b"emails", True, b"11-0")
+    assert [(t, p, q) for t, p, q, _ in coarse] == [
+        (J, GENERIC, b"emails"),
+        (Q, b"emails", b"emails"),
+    ]
+    assert json.loads(b"{" + coarse[0][3][1:] + b"}") == {"queueName": "emails", "streamId": "11-0"}
+    assert [t for t, *_ in coarse_of(b"q", False, b"1-0")] == [Q]  # queue events alone
     assert changes_of(b"q", [], max_payload=100) == []
 
 
@@ -83,9 +84,9 @@ def test_hostile_stream_fields_stay_inside_their_json_strings() -> None:
         assert b"\x1b" not in frame and b"\x07" not in frame
         data = json.loads(frame)["data"]
         assert set(data) <= {"jobId", "queueName", "event", "streamId"}
-    assert changes_of(b"q", [(b"1-0", {b"jobId": b"x" * 101})], max_payload=100)[:1] == [
-        (Q, b"q", b"q", b',"streamId":"1-0"')
-    ]
+    assert changes_of(b"q", [(b"1-0", {b"jobId": b"x" * 101})], max_payload=100) == []
+    odd = changes_of(b"q", [(b"not-an-id", {b"jobId": b"1"})], max_payload=100)
+    assert json.loads(b"{" + odd[0][3][1:] + b"}")["streamId"] == "?"
 
 
 def test_queue_names_from_meta_keys_and_ids() -> None:

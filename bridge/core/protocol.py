@@ -183,7 +183,7 @@ _NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
 #: One event from a source, before it is numbered and framed: its type, its payload (the
 #: value of the type's ``data`` field), the queue it belongs to (what ``?queue=`` filters
 #: on; None when it names none) and more ``data`` fields, already JSON (``b""`` for none,
-#: else ``b',"queueName":"emails",...'``, built by :func:`extra_fields`).
+#: else ``b',"queueName":"emails",...'``, each value JSON-escaped by its source).
 Change = tuple[EventType, bytes, bytes | None, bytes]
 
 #: The types whose payload is a queue name; ``"1"`` there means "some queue changed".
@@ -197,13 +197,6 @@ def pubsub_change(event_type: EventType, payload: bytes) -> Change:
     """A published event: only queue events name a queue (``"1"`` names none)."""
     named = event_type in QUEUE_TYPES and payload != GENERIC
     return (event_type, payload, payload if named else None, b"")
-
-
-def extra_fields(**fields: str) -> bytes:
-    """More ``data`` fields for a :data:`Change`: ``,"k":"v"`` each, as JSON (ASCII)."""
-    return b"".join(
-        b",%s:%s" % (json.dumps(k).encode(), json.dumps(v).encode()) for k, v in fields.items()
-    )
 
 
 def event_queue(message: Event) -> bytes | None:

@@ -12,9 +12,11 @@ read's entries into the events the existing web client understands (docs/protoco
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import re
+from collections.abc import Sequence
 
-from bridge.core.protocol import GENERIC, Change, EventType, extra_fields
+from bridge.core.protocol import GENERIC, Change, EventType
 
 DEFAULT_BULLMQ_PREFIX = "bull"
 DEFAULT_RESCAN = 10.0  # seconds between looks for new queues
@@ -73,39 +75,65 @@ def trimmed_past(position: bytes, first: bytes | None) -> bool:
 
 
 def changes_of(queue: bytes, entries: Sequence[Entry], *, max_payload: int) -> list[Change]:
-    """The events of one read of one queue's stream, in stream order, then that read's
-    coarse hints: ``job-refresh "1"`` if a job changed, and ``queue-refresh <queue>``.
+    """The events of one read of one queue's stream, in stream order: a
+    ``single-job-refresh`` per job event, a ``single-queue-refresh`` per queue event.
 
     Each frame's ``data`` also carries ``queueName``, ``event`` (BullMQ's name) and
-    ``streamId``. A ``jobId`` over ``max_payload`` bytes drops its entry.
+    ``streamId``. A ``jobId`` over ``max_payload`` bytes drops its entry. Per entry, the
+    extra fields are one formatting of bytes already JSON (the hot path of the source).
     """
     changes: list[Change] = []
     append = changes.append
-    queue_name = queue.decode("utf-8", "replace")
-    jobs = False
+    job_head = b',"queueName":%s,"event":' % _json(queue)
     for entry_id, fields in entries:
-        event = fields.get(b"event", b"").decode("utf-8", "replace")[:MAX_EVENT_NAME]
-        stream_id = entry_id.decode("ascii", "replace")
+        event = fields.get(b"event", b"")
+        event_json = _EVENT_JSON.get(event) or _json(event[:MAX_EVENT_NAME])
+        stream_id = entry_id if _STREAM_ID.fullmatch(entry_id) else b"?"
         job = fields.get(b"jobId")
-        if job is not None and event not in QUEUE_EVENTS:
-            if len(job) > max_payload:
-                continue
-            jobs = True
-            extra = extra_fields(queueName=queue_name, event=event, streamId=stream_id)
-            append((EventType.SINGLE_JOB_REFRESH, job, queue, extra))
+        if job is not None and event not in _QUEUE_EVENTS:
+            if len(job) <= max_payload:
+                extra = b'%s%s,"streamId":"%s"' % (job_head, event_json, stream_id)
+                append((EventType.SINGLE_JOB_REFRESH, job, queue, extra))
         else:
-            extra = extra_fields(event=event, streamId=stream_id)
+            extra = b',"event":%s,"streamId":"%s"' % (event_json, stream_id)
             append((EventType.SINGLE_QUEUE_REFRESH, queue, queue, extra))
-    if entries:
-        last = entries[-1][0].decode("ascii", "replace")
-        if jobs:
-            extra = extra_fields(queueName=queue_name, streamId=last)
-            append((EventType.JOB_REFRESH, GENERIC, queue, extra))
-        append((EventType.QUEUE_REFRESH, queue, queue, extra_fields(streamId=last)))
     return changes
 
 
-def lag_ms(entries: Iterable[Entry], now_ms: int) -> int:
-    """How far behind the newest of ``entries`` is from ``now_ms`` (0 when ahead)."""
-    newest = max((parse_id(entry_id)[0] for entry_id, _ in entries), default=now_ms)
-    return max(now_ms - newest, 0)
+def coarse_of(queue: bytes, jobs: bool, last: bytes) -> list[Change]:
+    """The coarse hints of a queue whose stream moved up to entry ``last``: one
+    ``job-refresh "1"`` if a job changed, and one ``queue-refresh <queue>``: the shape of
+    Better Bull Board's own ingest (one hint per batch, plus the per-job ones)."""
+    last = last if _STREAM_ID.fullmatch(last) else b"?"
+    coarse: list[Change] = []
+    if jobs:
+        extra = b',"queueName":%s,"streamId":"%s"' % (_json(queue), last)
+        coarse.append((EventType.JOB_REFRESH, GENERIC, queue, extra))
+    coarse.append((EventType.QUEUE_REFRESH, queue, queue, b',"streamId":"%s"' % last))
+    return coarse
+
+
+_STREAM_ID = re.compile(rb"[0-9]{1,20}-[0-9]{1,20}")
+_QUEUE_EVENTS = frozenset(name.encode() for name in QUEUE_EVENTS)
+
+
+def _json(raw: bytes) -> bytes:
+    """A JSON string of ``raw`` (as UTF-8, errors replaced): ASCII, escapes and all."""
+    return json.dumps(raw.decode("utf-8", "replace")).encode()
+
+
+#: BullMQ's event names, as JSON strings: most entries need no encoding at all.
+_EVENT_JSON: dict[bytes, bytes] = {
+    name: _json(name)
+    for name in (
+        b"added", b"waiting", b"active", b"progress", b"completed", b"failed",
+        b"retries-exhausted", b"delayed", b"stalled", b"removed", b"waiting-children",
+        b"duplicated", b"deduplicated", b"drained", b"paused", b"resumed", b"cleaned",
+    )
+}  # fmt: skip
+
+
+def newest_ms(entries: Sequence[Entry]) -> int:
+    """The time of the newest of ``entries`` (the last), in ms; 0 if it has none."""
+    ms = entries[-1][0].partition(b"-")[0] if entries else b""
+    return int(ms) if ms.isdigit() else 0

@@ -25,13 +25,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bridge.core.backoff import Backoff
-from bridge.core.protocol import Change, decode_payload
+from bridge.core.protocol import Change, EventType, decode_payload
 from bridge.core.streams import (
     DEFAULT_RESCAN,
     changes_of,
+    coarse_of,
     just_before,
-    lag_ms,
     meta_pattern,
+    newest_ms,
     queue_of_meta,
     stream_key,
     trimmed_past,
@@ -54,6 +55,10 @@ for i, key in ipairs(KEYS) do
 end
 return firsts
 """
+#: Each queue's coarse pair (job-refresh "1", queue-refresh) goes at most this often: at
+#: once after a quiet spell, then for all that moved meanwhile. The per-job events go at
+#: once; lists a page shows need no more than ten refreshes a second.
+COARSE_INTERVAL = 0.1
 #: Queues watched at most (each is a stream key on every XREAD).
 MAX_QUEUES = 10_000
 
@@ -95,6 +100,9 @@ class StreamSource(Supervised):
         self._unread: set[bytes] = set()
         self._start: bytes | None = None  # just before the bridge's start, in Redis's time
         self._next_scan = 0.0
+        #: Queues that moved since their last coarse pair: (a job changed, last entry id).
+        self._coarse: dict[bytes, tuple[bool, bytes]] = {}
+        self._coarse_due = 0.0  # when the next coarse pairs may go
         # For /metrics.
         self.entries: Counter[bytes] = Counter()  # stream entries read, by queue
         self.lag = 0.0  # seconds between the newest entry of the last read and reading it
@@ -186,7 +194,8 @@ class StreamSource(Supervised):
         same round trip by each stream's first id: a stream whose first entry is past
         where we read was trimmed while we were away (or busy, or stopped)."""
         now = time.monotonic()
-        block = max(min(MAX_BLOCK, self._next_scan - now), 0.01)
+        until = min(self._next_scan, self._coarse_due if self._coarse else self._next_scan)
+        block = max(min(MAX_BLOCK, until - now), 0.001)
         if not self.positions:
             await self._call(client.ping())
             await asyncio.sleep(block)
@@ -201,13 +210,24 @@ class StreamSource(Supervised):
         replies = await self._call(pipe.execute(), extra=block)
         if checked:
             self._check_trimmed(checked, replies[0])
-        reply = replies[-1]
-        if not reply:
-            return
+        changes = self._take(replies[-1] or [])
+        if self._coarse and time.monotonic() >= self._coarse_due:
+            self._coarse_due = time.monotonic() + COARSE_INTERVAL
+            for queue, (jobs, last) in self._coarse.items():
+                changes += coarse_of(queue, jobs, last)
+            self._coarse.clear()
+        if changes:
+            for change in changes:
+                self.by_type[change[0]] += 1
+            self._on_events(changes)
+
+    def _take(self, reply: list[Any]) -> list[Change]:
+        """The events of one XREAD's entries; each queue that moved owes its coarse pair."""
         head = len(self.prefix) + 1
         changes: list[Change] = []
         now_ms = int(time.time() * 1000)
         lag = 0
+        coarse = self._coarse
         for key, entries in reply:
             queue = key[head : -len(b":events")]
             if queue not in self.positions or not entries:
@@ -216,13 +236,14 @@ class StreamSource(Supervised):
             self.positions[queue] = entries[-1][0]
             self._unread.discard(queue)
             self.entries[queue] += len(entries)
-            changes += changes_of(queue, entries, max_payload=self.max_payload)
-            lag = max(lag, lag_ms(entries, now_ms))
-        self.lag = lag / 1000
-        if changes:
-            for change in changes:
-                self.by_type[change[0]] += 1
-            self._on_events(changes)
+            mine = changes_of(queue, entries, max_payload=self.max_payload)
+            changes += mine
+            jobs = any(change[0] is EventType.SINGLE_JOB_REFRESH for change in mine)
+            coarse[queue] = (jobs or coarse.get(queue, (False, b""))[0], entries[-1][0])
+            lag = max(lag, now_ms - newest_ms(entries), 0)
+        if reply:
+            self.lag = lag / 1000
+        return changes
 
     def _check_trimmed(self, queues: list[bytes], firsts: list[bytes | None]) -> None:
         for queue, first in zip(queues, firsts, strict=True):
