@@ -281,6 +281,42 @@ async def test_queue_filters_match_every_event_of_a_queue(
         await bridge.stop()
 
 
+async def test_a_queue_whose_events_key_is_not_a_stream_stops_no_other(
+    redis_server: RedisServer,
+    redis_client: aioredis.Redis,
+    bull: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An events key of another type (there at the start, or made so later) would fail
+    every XREAD of every queue: that queue is left out, said once, and the rest flow."""
+    good = queue(redis_server.url, bull, "good")
+    await good.add("x", {})
+    await redis_client.hset(f"{bull}:bad:meta", "x", "1")
+    await redis_client.rpush(f"{bull}:bad:events", "not a stream")
+    await redis_client.hset(f"{bull}:later:meta", "x", "1")
+    await redis_client.xadd(f"{bull}:later:events", {"event": "added", "jobId": "1"})
+    bridge = await stream_bridge(redis_server.url, bull)
+    try:
+        assert bridge.streams is not None
+        assert set(bridge.streams.positions) == {b"good", b"later"}
+        async with connect(f"ws://127.0.0.1:{bridge.port}?queue=good") as ws:
+            await expect_greeting(ws)
+            await redis_client.delete(f"{bull}:later:events")
+            await redis_client.set(f"{bull}:later:events", "now a string")
+            await good.add("y", {})
+            frames = await frames_until(ws, lambda f: any(x["type"] == Q for x in f), 10)
+        assert {f["data"]["queueName"] for f in frames} == {"good"}
+        assert set(bridge.streams.positions) == {b"good"}
+        said = [r.getMessage() for r in caplog.records if "not a stream" in r.getMessage()]
+        assert said == [
+            "Not reading queue 'bad': its events key holds a list, not a stream",
+            "Not reading queue 'later': its events key holds a string, not a stream",
+        ]
+    finally:
+        await good.close()
+        await bridge.stop()
+
+
 async def test_metrics_show_the_queues_entries_and_lag(
     redis_server: RedisServer, bull: str
 ) -> None:

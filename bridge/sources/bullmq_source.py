@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from bridge.core.backoff import Backoff
 from bridge.core.protocol import Change, EventType, decode_payload
@@ -98,6 +98,8 @@ class StreamSource(Supervised):
         self.positions: dict[bytes, bytes] = {}
         #: Queues whose position is a time, not an entry read (nothing there to trim past).
         self._unread: set[bytes] = set()
+        #: Queues left out because their events key is not a stream (said once each).
+        self._wrong_type: set[bytes] = set()
         self._start: bytes | None = None  # just before the bridge's start, in Redis's time
         self._next_scan = 0.0
         #: Queues that moved since their last coarse pair: (a job changed, last entry id).
@@ -158,6 +160,7 @@ class StreamSource(Supervised):
     async def _watch(self, client: aioredis.Redis, queues: set[bytes], *, at_end: bool) -> None:
         """Start reading ``queues``: from their current end, or from the bridge's start."""
         new = sorted(queues - self.positions.keys())[: MAX_QUEUES - len(self.positions)]
+        new = await self._streams_only(client, new)
         if not new:
             return
         assert self._start is not None
@@ -178,6 +181,38 @@ class StreamSource(Supervised):
         more = f" and {len(new) - 10} more" if len(new) > 10 else ""
         when = "from now" if at_end else "from the bridge's start"
         log.info("Watching %d BullMQ queue(s) %s: %s%s", len(new), when, names, more)
+
+    async def _streams_only(self, client: aioredis.Redis, queues: list[bytes]) -> list[bytes]:
+        """The queues whose events key is a stream, or not there yet: any other type would
+        fail every XREAD of every queue (WRONGTYPE). The others are left out, said once."""
+        if not queues:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.type(stream_key(self.prefix, queue))
+        kept = []
+        for queue, kind in zip(queues, await self._call(pipe.execute()), strict=True):
+            if kind in (b"stream", b"none"):
+                kept.append(queue)
+                self._wrong_type.discard(queue)
+            elif queue not in self._wrong_type:
+                self._wrong_type.add(queue)
+                log.warning(
+                    "Not reading queue %r: its events key holds a %s, not a stream",
+                    decode_payload(queue),
+                    decode_payload(kind),
+                )
+        return kept
+
+    async def _drop_wrong_types(self, client: aioredis.Redis) -> None:
+        """An XREAD failed with WRONGTYPE: some events key is no longer a stream."""
+        watched = list(self.positions)
+        kept = set(await self._streams_only(client, watched))
+        for queue in watched:
+            if queue not in kept:
+                del self.positions[queue]
+                self._unread.discard(queue)
+                self._coarse.pop(queue, None)
 
     async def _rescan(self, client: aioredis.Redis) -> None:
         self._next_scan = time.monotonic() + self.rescan
@@ -207,7 +242,13 @@ class StreamSource(Supervised):
             keys = [stream_key(self.prefix, q) for q in checked]
             pipe.eval(FIRST_IDS, len(keys), *keys)
         pipe.xread(streams, count=READ_COUNT, block=int(block * 1000))
-        replies = await self._call(pipe.execute(), extra=block)
+        try:
+            replies = await self._call(pipe.execute(), extra=block)
+        except ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            await self._drop_wrong_types(client)
+            return
         if checked:
             self._check_trimmed(checked, replies[0])
         changes = self._take(replies[-1] or [])
