@@ -41,8 +41,8 @@ from bridge.sources.supervisor import Supervised
 
 log = logging.getLogger("bridge.source")
 
-#: Entries read per queue and call: a burst is read in few calls, and a full read
-#: says the bridge is behind (the cue to check for trimming).
+#: Entries read per queue and call: a burst is read in few calls, and no one queue's
+#: burst holds the others back for long.
 READ_COUNT = 1000
 #: The longest one XREAD blocks: new queues join the read within about this long.
 MAX_BLOCK = 1.0
@@ -118,10 +118,11 @@ class StreamSource(Supervised):
         )
         try:
             await self._call(client.ping())
-            if self._start is None:
+            if self._start is None:  # the first connection: the queues there now, from now
                 seconds, micros = await self._call(client.time())
-                self._start = just_before((seconds * 1_000_000 + micros) // 1000)
-                await self._watch(client, await self._discover(client), at_end=True)
+                start = just_before((seconds * 1_000_000 + micros) // 1000)
+                await self._watch(client, await self._discover(client), start=start)
+                self._start = start
             self._next_scan = time.monotonic() + self.rescan
             self._connected(
                 f"Reading the BullMQ event streams of {len(self.positions)} queue(s) under "
@@ -157,25 +158,30 @@ class StreamSource(Supervised):
             if cursor == 0:
                 return found
 
-    async def _watch(self, client: aioredis.Redis, queues: set[bytes], *, at_end: bool) -> None:
-        """Start reading ``queues``: from their current end, or from the bridge's start."""
+    async def _watch(
+        self, client: aioredis.Redis, queues: set[bytes], *, start: bytes | None = None
+    ) -> None:
+        """Start reading ``queues``: with ``start`` (the first time), from their current
+        end (``start`` for an empty one); later, from the bridge's start."""
         new = sorted(queues - self.positions.keys())[: MAX_QUEUES - len(self.positions)]
         new = await self._streams_only(client, new)
         if not new:
             return
-        assert self._start is not None
+        at_end = start is not None
+        start = start or self._start
+        assert start is not None
         if at_end:
             pipe = client.pipeline(transaction=False)
             for queue in new:
                 pipe.xrevrange(stream_key(self.prefix, queue), count=1)
             lasts = await self._call(pipe.execute())
             for queue, last in zip(new, lasts, strict=True):
-                self.positions[queue] = last[0][0] if last else self._start
+                self.positions[queue] = last[0][0] if last else start
                 if not last:
                     self._unread.add(queue)
         else:
             for queue in new:
-                self.positions[queue] = self._start
+                self.positions[queue] = start
             self._unread.update(new)
         names = ", ".join(decode_payload(q) for q in new[:10])
         more = f" and {len(new) - 10} more" if len(new) > 10 else ""
@@ -210,19 +216,22 @@ class StreamSource(Supervised):
         kept = set(await self._streams_only(client, watched))
         for queue in watched:
             if queue not in kept:
-                del self.positions[queue]
-                self._unread.discard(queue)
-                self._coarse.pop(queue, None)
+                self._forget(queue)
 
     async def _rescan(self, client: aioredis.Redis) -> None:
         self._next_scan = time.monotonic() + self.rescan
         found = await self._discover(client)
         gone = self.positions.keys() - found
         for queue in sorted(gone):
-            del self.positions[queue]
-            self._unread.discard(queue)
+            self._forget(queue)
             log.info("BullMQ queue %r is gone (no meta): no longer watched", decode_payload(queue))
-        await self._watch(client, found, at_end=False)
+        await self._watch(client, found)
+
+    def _forget(self, queue: bytes) -> None:
+        del self.positions[queue]
+        self._unread.discard(queue)
+        self._coarse.pop(queue, None)
+        self.entries.pop(queue, None)
 
     async def _read(self, client: aioredis.Redis) -> None:
         """One XREAD of every stream (blocking up to :data:`MAX_BLOCK`), preceded in the
