@@ -3,8 +3,9 @@
     python -m scripts.screenshots [--out screenshots]
 
 Starts a private redis-server and a bridge, runs bbb-tui headless at 120x40 and
-80x24 against them, publishes a realistic stream through Redis, and saves SVGs
-(Textual) and PNGs (rsvg-convert, from Debian's librsvg2-bin, if installed).
+80x24 against them, publishes a realistic stream through Redis, then runs the demo's
+real BullMQ workers and shows their queues, jobs and one job; saves SVGs (Textual) and
+PNGs (rsvg-convert, from Debian's librsvg2-bin, if installed).
 """
 
 from __future__ import annotations
@@ -77,6 +78,49 @@ async def shoot(url: str, redis_url: str, out: str, size: tuple[int, int], name:
     return saved
 
 
+async def shoot_bullmq(redis_url: str, out: str) -> list[str]:
+    """The real-data views: the demo's BullMQ workers for a while, read by a bridge with
+    ``--source bullmq``; then the queues view, the jobs view and one failed job."""
+    from bbb_tui.bullmq_workload import BullmqWorkload
+    from bbb_tui.widgets.bullmq import JobScreen, JobsView
+
+    bridge = Bridge(
+        Settings(host="127.0.0.1", port=0, redis_url=redis_url, source="bullmq", rescan=1.0)
+    )
+    await bridge.start()
+    workload = BullmqWorkload(redis_url, rate=25)
+    saved = []
+    try:
+        await bridge.wait_ready(10)
+        await workload.start()
+        await asyncio.sleep(12)  # a backlog, failures and timings to show
+        settings = TuiSettings(url=f"ws://127.0.0.1:{bridge.port}", redis_url=redis_url,
+                               data="bullmq")  # fmt: skip
+        app = BbbApp(settings)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(lambda: app.status.state is ConnState.CONNECTED)
+            await until(lambda: app.monitor.events >= 400, 20)
+            app.flush(force=True)
+            await pilot.pause()
+            saved.append(app.save_screenshot("bullmq-queues.svg", out))
+            await pilot.press("v")
+            jobs = app.query_one(JobsView)
+            await until(lambda: jobs.row_count > 5)
+            await pilot.pause()
+            saved.append(app.save_screenshot("bullmq-jobs.svg", out))
+            rows = [str(jobs.get_row_at(n)[3]) for n in range(jobs.row_count)]
+            jobs.move_cursor(row=rows.index("failed") if "failed" in rows else 0)
+            await pilot.press("enter")
+            await until(lambda: isinstance(app.screen, JobScreen))
+            await asyncio.sleep(1.0)
+            await pilot.pause()
+            saved.append(app.save_screenshot("bullmq-job.svg", out))
+    finally:
+        await workload.stop()
+        await bridge.stop()
+    return saved
+
+
 def to_png(svg: str) -> str | None:
     """Render an SVG to PNG with rsvg-convert (keeping the terminal's runs of spaces)."""
     if shutil.which("rsvg-convert") is None:
@@ -126,6 +170,7 @@ async def main(out: str) -> int:
             print(f"wrote {page}" if page else "no chromium: no page.png")
         finally:
             await bridge.stop()
+        saved += await shoot_bullmq(redis_server.url, out)
     for svg in saved:
         png = to_png(svg)
         print(f"wrote {svg}" + (f" and {png}" if png else " (no rsvg-convert: no PNG)"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -65,9 +66,9 @@ class QueuesView(DataTable[Text]):
             if row.stalled:
                 alarms.append(f"{row.stalled} stalled")
             if row.exhausted:
-                alarms.append(f"{row.exhausted} retries exhausted")
+                alarms.append(f"{row.exhausted} exhausted")  # their retries
             if row.growing:
-                alarms.append("backlog growing")
+                alarms.append("backlog \N{UPWARDS ARROW}")
             style = ALARM if row.alarming else ""
             cells = [
                 safe_text(row.name, NAME_WIDTH, style=style, where="middle", pad=False),
@@ -162,22 +163,17 @@ class JobScreen(ModalScreen[None]):
         if details is None:
             body.update(safe_text(f"job {self.job} of {self.queue}: no such job (removed?)"))
             return
-        body.update(job_text(details))
+        body.update(job_table(details))
 
 
-def job_text(details: JobDetails) -> Text:
-    """The job screen's text: every value from Redis sanitized (lines kept, controls not)."""
+def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
+    """The job screen's lines: every value from Redis sanitized (lines kept, controls not)."""
     job = details.summary
-    out = Text()
+    fields: list[tuple[str, Text]] = []
 
     def field(label: str, value: str, style: str = "") -> None:
-        out.append(f"{label:>12}  ", style="bold #61afef")
-        lines = value.splitlines() or [""]
-        for n, line in enumerate(lines):
-            if n:
-                out.append(" " * 14)
-            out.append_text(safe_text(line, style=style))
-            out.append("\n")
+        lines = [safe_text(line, style=style) for line in value.splitlines() or [""]]
+        fields.append((label, Text("\n").join(lines)))
 
     field("job", job.id)
     field("queue", job.queue)
@@ -199,8 +195,17 @@ def job_text(details: JobDetails) -> Text:
     for n, trace in enumerate(details.stacktrace[-3:]):
         field("stack" if n == 0 else "", trace, "dim")
     field("logs", "\n".join(details.logs[-100:]) or "(none)")
-    out.rstrip()
-    return out
+    return fields
+
+
+def job_table(details: JobDetails) -> Table:
+    """The job screen: labels on the left, values wrapped in their own column."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(justify="right", style="bold #61afef", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value in job_fields(details):
+        table.add_row(label, value)
+    return table
 
 
 def _when(ms: int | None) -> str:
