@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from bridge.sources.pubsub import command
+from bridge.sources.resp import command
 
 HANDSHAKE = (
     "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

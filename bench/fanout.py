@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 
 from bench.machine import ROOT, describe
 from bridge.core.protocol import DEFAULT_PREFIX, EventType, channel_name
-from bridge.sources.pubsub import command
+from bridge.sources.resp import command
 from bridge.tools.embedded import RedisServer, free_port
 
 CHANNEL = channel_name(DEFAULT_PREFIX, EventType.SINGLE_JOB_REFRESH)

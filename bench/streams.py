@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from bench.fanout import Clients, stamp, start_clients, until_quiet
 from bench.groups import cpu_seconds
 from bench.machine import ROOT, describe
-from bridge.sources.pubsub import command
+from bridge.sources.resp import command
 from bridge.tools.embedded import RedisServer, free_port
 
 PREFIX = "bench"

@@ -1,7 +1,9 @@
 """BullMQ's per-queue event streams as a source: every job transition, in order, pushed.
 
-One connection reads every watched queue's stream with one blocking ``XREAD`` (up to
-:data:`READ_COUNT` entries of each per call), keeping the last id read per queue. Unlike
+One connection (a :class:`~bridge.sources.resp.RedisLink`: RESP parsed in bulk by
+hiredis, no redis-py objects per entry) reads every watched queue's stream with one
+blocking ``XREAD`` (up to :data:`READ_COUNT` entries of each per call), keeping the last
+id read per queue. Unlike
 pub/sub, a stream remembers: after a reconnect each queue is read on from its last id,
 so nothing is lost and no resync is needed, unless the stream was trimmed past that id
 meanwhile (BullMQ keeps about 10,000 entries): then, and only then, ``on_gap``.
@@ -21,8 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+import hiredis
 
 from bridge.core.backoff import Backoff
 from bridge.core.protocol import Change, EventType, decode_payload
@@ -37,6 +38,7 @@ from bridge.core.streams import (
     stream_key,
     trimmed_past,
 )
+from bridge.sources.resp import RedisLink, RedisRefused, command
 from bridge.sources.supervisor import Supervised
 
 log = logging.getLogger("bridge.source")
@@ -110,17 +112,12 @@ class StreamSource(Supervised):
         self.lag = 0.0  # seconds between the newest entry of the last read and reading it
 
     async def _connect_and_read(self) -> None:
-        client = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=self._stall_timeout,
-            socket_timeout=None,  # each call has its own deadline (below)
-            single_connection_client=True,
-        )
+        client = await RedisLink.open(self.url, timeout=self._stall_timeout)
         try:
-            await self._call(client.ping())
+            await self._call(client.call("PING"))
             if self._start is None:  # the first connection: the queues there now, from now
-                seconds, micros = await self._call(client.time())
-                start = just_before((seconds * 1_000_000 + micros) // 1000)
+                seconds, micros = await self._call(client.call("TIME"))
+                start = just_before((int(seconds) * 1_000_000 + int(micros)) // 1000)
                 await self._watch(client, await self._discover(client), start=start)
                 self._start = start
             self._next_scan = time.monotonic() + self.rescan
@@ -132,34 +129,33 @@ class StreamSource(Supervised):
                 if not self.named and time.monotonic() >= self._next_scan:
                     await self._rescan(client)
                 await self._read(client)
-        except RedisError as exc:
-            raise ConnectionError(str(exc)) from None
         finally:
-            await client.aclose()
+            await client.close()
 
     async def _call(self, request: Any, extra: float = 0.0) -> Any:
         """One Redis call, given up on after ``--redis-timeout`` (plus ``extra``)."""
         async with asyncio.timeout(self._stall_timeout + extra):
             return await request
 
-    async def _discover(self, client: aioredis.Redis) -> set[bytes]:
+    async def _discover(self, client: RedisLink) -> set[bytes]:
         if self.named:
             return set(self.named)
         found: set[bytes] = set()
-        cursor = 0
+        cursor = b"0"
+        pattern = meta_pattern(self.prefix)
         while True:
             cursor, keys = await self._call(
-                client.scan(cursor, match=meta_pattern(self.prefix), count=1000)
+                client.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
             )
             for key in keys:
                 queue = queue_of_meta(self.prefix, key)
                 if queue is not None:
                     found.add(queue)
-            if cursor == 0:
+            if cursor == b"0":
                 return found
 
     async def _watch(
-        self, client: aioredis.Redis, queues: set[bytes], *, start: bytes | None = None
+        self, client: RedisLink, queues: set[bytes], *, start: bytes | None = None
     ) -> None:
         """Start reading ``queues``: with ``start`` (the first time), from their current
         end (``start`` for an empty one); later, from the bridge's start."""
@@ -171,13 +167,13 @@ class StreamSource(Supervised):
         start = start or self._start
         assert start is not None
         if at_end:
-            pipe = client.pipeline(transaction=False)
             for queue in new:
-                pipe.xrevrange(stream_key(self.prefix, queue), count=1)
-            lasts = await self._call(pipe.execute())
+                client.send("XREVRANGE", stream_key(self.prefix, queue), "+", "-", "COUNT", 1)
+            lasts = await self._call(client.replies(len(new)))
             for queue, last in zip(new, lasts, strict=True):
-                self.positions[queue] = last[0][0] if last else start
-                if not last:
+                found = isinstance(last, list) and bool(last)
+                self.positions[queue] = last[0][0] if found else start
+                if not found:
                     self._unread.add(queue)
         else:
             for queue in new:
@@ -188,16 +184,15 @@ class StreamSource(Supervised):
         when = "from now" if at_end else "from the bridge's start"
         log.info("Watching %d BullMQ queue(s) %s: %s%s", len(new), when, names, more)
 
-    async def _streams_only(self, client: aioredis.Redis, queues: list[bytes]) -> list[bytes]:
+    async def _streams_only(self, client: RedisLink, queues: list[bytes]) -> list[bytes]:
         """The queues whose events key is a stream, or not there yet: any other type would
         fail every XREAD of every queue (WRONGTYPE). The others are left out, said once."""
         if not queues:
             return []
-        pipe = client.pipeline(transaction=False)
         for queue in queues:
-            pipe.type(stream_key(self.prefix, queue))
+            client.send("TYPE", stream_key(self.prefix, queue))
         kept = []
-        for queue, kind in zip(queues, await self._call(pipe.execute()), strict=True):
+        for queue, kind in zip(queues, await self._call(client.replies(len(queues))), strict=True):
             if kind in (b"stream", b"none"):
                 kept.append(queue)
                 self._wrong_type.discard(queue)
@@ -206,11 +201,11 @@ class StreamSource(Supervised):
                 log.warning(
                     "Not reading queue %r: its events key holds a %s, not a stream",
                     decode_payload(queue),
-                    decode_payload(kind),
+                    decode_payload(kind if isinstance(kind, bytes) else b"?"),
                 )
         return kept
 
-    async def _drop_wrong_types(self, client: aioredis.Redis) -> None:
+    async def _drop_wrong_types(self, client: RedisLink) -> None:
         """An XREAD failed with WRONGTYPE: some events key is no longer a stream."""
         watched = list(self.positions)
         kept = set(await self._streams_only(client, watched))
@@ -218,7 +213,7 @@ class StreamSource(Supervised):
             if queue not in kept:
                 self._forget(queue)
 
-    async def _rescan(self, client: aioredis.Redis) -> None:
+    async def _rescan(self, client: RedisLink) -> None:
         self._next_scan = time.monotonic() + self.rescan
         found = await self._discover(client)
         gone = self.positions.keys() - found
@@ -233,7 +228,7 @@ class StreamSource(Supervised):
         self._coarse.pop(queue, None)
         self.entries.pop(queue, None)
 
-    async def _read(self, client: aioredis.Redis) -> None:
+    async def _read(self, client: RedisLink) -> None:
         """One XREAD of every stream (blocking up to :data:`MAX_BLOCK`), preceded in the
         same round trip by each stream's first id: a stream whose first entry is past
         where we read was trimmed while we were away (or busy, or stopped)."""
@@ -241,21 +236,24 @@ class StreamSource(Supervised):
         until = min(self._next_scan, self._coarse_due if self._coarse else self._next_scan)
         block = max(min(MAX_BLOCK, until - now), 0.001)
         if not self.positions:
-            await self._call(client.ping())
+            await self._call(client.call("PING"))
             await asyncio.sleep(block)
             return
-        streams: dict[Any, Any] = {stream_key(self.prefix, q): p for q, p in self.positions.items()}
+        prefix = self.prefix
         checked = [q for q in self.positions if q not in self._unread]
-        pipe = client.pipeline(transaction=False)
+        commands = []
         if checked:
-            keys = [stream_key(self.prefix, q) for q in checked]
-            pipe.eval(FIRST_IDS, len(keys), *keys)
-        pipe.xread(streams, count=READ_COUNT, block=int(block * 1000))
-        try:
-            replies = await self._call(pipe.execute(), extra=block)
-        except ResponseError as exc:
-            if "WRONGTYPE" not in str(exc):
-                raise
+            keys = [stream_key(prefix, q) for q in checked]
+            commands.append(command("EVAL", FIRST_IDS, len(keys), *keys))
+        read = ("XREAD", "COUNT", READ_COUNT, "BLOCK", int(block * 1000), "STREAMS")
+        streams = [stream_key(prefix, q) for q in self.positions]
+        commands.append(command(*read, *streams, *self.positions.values()))
+        client.send_all(commands)
+        replies = await self._call(client.replies(len(commands)), extra=block)
+        failed = [reply for reply in replies if isinstance(reply, hiredis.ReplyError)]
+        if failed:
+            if "WRONGTYPE" not in str(failed[0]):
+                raise RedisRefused(str(failed[0]))
             await self._drop_wrong_types(client)
             return
         if checked:
@@ -282,7 +280,7 @@ class StreamSource(Supervised):
             queue = key[head : -len(b":events")]
             if queue not in self.positions or not entries:
                 continue
-            entries = [(entry_id, fields or {}) for entry_id, fields in entries]
+            entries = [(entry_id, _fields(flat)) for entry_id, flat in entries]
             self.positions[queue] = entries[-1][0]
             self._unread.discard(queue)
             self.entries[queue] += len(entries)
@@ -307,3 +305,11 @@ class StreamSource(Supervised):
             )
             if self._on_gap is not None:
                 self._on_gap(name)
+
+
+def _fields(flat: list[bytes] | None) -> dict[bytes, bytes]:
+    """An entry's fields as Redis sends them (name, value, ...) as a dict (none: empty)."""
+    if not flat:
+        return {}
+    pairs = iter(flat)
+    return dict(zip(pairs, pairs, strict=False))
