@@ -259,6 +259,25 @@ async def test_a_queue_created_after_start_is_found_within_one_rescan(
         await bridge.stop()
 
 
+async def test_the_db_in_the_url_is_the_one_read(redis_server: RedisServer, bull: str) -> None:
+    """Queues in database 3 are read by a bridge given ``redis://.../3`` (pub/sub has no
+    databases; streams do)."""
+    url = f"{redis_server.url}/3"
+    third = queue(url, bull, "third")
+    await third.add("x", {})
+    bridge = await stream_bridge(url, bull)
+    try:
+        assert bridge.streams is not None and set(bridge.streams.positions) == {b"third"}
+        async with connect(f"ws://127.0.0.1:{bridge.port}") as ws:
+            await expect_greeting(ws)
+            job = await third.add("y", {})
+            frames = await frames_until(ws, lambda f: any(x["type"] == Q for x in f), 10)
+        assert frames[0]["data"]["jobId"] == job.id
+    finally:
+        await third.close()
+        await bridge.stop()
+
+
 async def test_queue_filters_match_every_event_of_a_queue(
     redis_server: RedisServer, bull: str
 ) -> None:
