@@ -26,6 +26,8 @@ LATEST_PER_STATE = 5
 OPEN_QUEUES = 4
 TIMEOUT = 5.0
 MAX_QUEUES = 1000
+#: Longer queue names are not shown (the bridge does not read them either).
+MAX_QUEUE_NAME = 256
 
 # state -> (Redis type, key suffix); BullMQ 5 keeps paused jobs in "paused", 6 in "wait".
 _COUNTED = (
@@ -88,14 +90,15 @@ class BullmqData:
         prefix = self.prefix.encode()
         async for key in self.client.scan_iter(match=meta_pattern(prefix), count=1000):
             queue = queue_of_meta(prefix, key)
-            if queue is not None:
+            if queue is not None and len(queue) <= MAX_QUEUE_NAME:
                 found.add(queue.decode("utf-8", "replace"))
                 if len(found) >= MAX_QUEUES:
                     break
         return sorted(found)
 
     async def counts(self, queues: list[str]) -> dict[str, QueueCounts]:
-        """Each queue's jobs per state and paused flag: one round trip for all."""
+        """Each queue's jobs per state and paused flag: one round trip for all. A key of
+        another type (WRONGTYPE) counts as none: one odd queue hides no other."""
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             for _, kind, suffix in _COUNTED:
@@ -105,13 +108,13 @@ class BullmqData:
                 else:
                     pipe.zcard(key)
             pipe.hexists(self._key(queue, "meta"), "paused")
-        replies = iter(await pipe.execute())
+        replies = iter(await pipe.execute(raise_on_error=False))
         result = {}
         for queue in queues:
             counts = dict.fromkeys(STATES, 0)
             for state, _, _ in _COUNTED:
-                counts[state] += int(next(replies))
-            result[queue] = QueueCounts(counts, bool(next(replies)))
+                counts[state] += _int(next(replies))
+            result[queue] = QueueCounts(counts, next(replies) is True)
         return result
 
     async def latest_jobs(self, queues: list[str], limit: int = 12) -> list[JobSummary]:
@@ -128,7 +131,10 @@ class BullmqData:
                     pipe.zrevrange(key, 0, LATEST_PER_STATE - 1)
                 wanted.append((queue, state))
         found: dict[tuple[str, str], str] = {}
-        for (queue, state), ids in zip(wanted, await pipe.execute(), strict=True):
+        replies = await pipe.execute(raise_on_error=False)
+        for (queue, state), ids in zip(wanted, replies, strict=True):
+            if not isinstance(ids, list):
+                continue  # a key of another type: no jobs to show from it
             for raw in ids:
                 found.setdefault((queue, raw.decode("utf-8", "replace")), state)
         if not found:
@@ -137,7 +143,10 @@ class BullmqData:
         for queue, job in found:
             pipe.hmget(self._key(queue, job), "name", "timestamp", "atm", "attemptsMade")
         jobs = []
-        for ((queue, job), state), fields in zip(found.items(), await pipe.execute(), strict=True):
+        replies = await pipe.execute(raise_on_error=False)
+        for ((queue, job), state), fields in zip(found.items(), replies, strict=True):
+            if not isinstance(fields, list):
+                continue  # a job key of another type
             name, timestamp, atm, made = fields
             if timestamp is None:
                 continue  # removed meanwhile
@@ -189,7 +198,7 @@ class BullmqData:
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             pipe.zcard(self._key(queue, "repeat"))
-        return sum(int(n) for n in await pipe.execute())
+        return sum(_int(n) for n in await pipe.execute(raise_on_error=False))
 
     def _queue(self, name: str) -> Any:
         try:
@@ -232,7 +241,10 @@ async def has_queues(redis_url: str, prefix: str, timeout: float = 2.0) -> bool:
         await data.client.aclose()
 
 
-def _int(raw: bytes | str | int | None) -> int:
+def _int(raw: object) -> int:
+    """A count or a time as Redis gives it; anything else (an error, junk) is 0."""
+    if isinstance(raw, bool) or not isinstance(raw, bytes | str | int):
+        return 0
     try:
         return int(raw or 0)
     except ValueError:

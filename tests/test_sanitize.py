@@ -169,3 +169,12 @@ def test_the_log_redacts_tokens_however_they_are_spelled() -> None:
         redacted = redact_secrets(line)
         assert "c2lnbmF0dXJl" not in redacted and "***" in redacted, redacted
     assert "\n" not in redact_secrets("/?x=%0a2026-01-01 INFO forged")
+
+
+def test_a_huge_text_is_cut_before_it_is_worked_on() -> None:
+    """A 17 MB queue name (from Redis) costs what a short one does: cut first, then
+    sanitized, its ends kept, an escape in what is kept still escaped."""
+    assert fit("B" * 17_000_000, 24) == "B" * 23 + "\N{HORIZONTAL ELLIPSIS}"
+    assert fit("A" * 1_000_000 + "\x1b" + "Z" * 5, 24, where="middle") == (
+        "A" * 12 + "\N{HORIZONTAL ELLIPSIS}" + "AA\\x1bZZZZZ"
+    )

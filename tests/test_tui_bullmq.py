@@ -10,6 +10,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+import redis.asyncio
 from bullmq import Queue, Worker
 from rich.console import Console
 from textual.widgets import Static
@@ -83,6 +84,15 @@ def test_a_superseded_fetch_answers_nothing() -> None:
     assert (query.status, query.data, query.last_duration) == (QueryStatus.FRESH, "new", 1.0)
     cache.tick(10.0)  # no simulated latency completes anything
     assert len(cache.fetching()) == 3
+
+
+def test_the_job_screen_shows_odd_values_bounded() -> None:
+    """A time no calendar holds, and a 5 MB payload: shown, cut, without raising."""
+    summary = JobSummary("1", "q", "n", "completed", 1, 10**20)
+    details = JobDetails(summary, "x" * 5_000_000, "{}", "0", "null", "", [], 10**20, None, [])
+    fields = dict(job_fields(details))
+    assert fields["added"].plain == f"{10**20} ms"
+    assert len(fields["data"].plain) < 30_000 and "more characters" in fields["data"].plain
 
 
 def test_the_job_screen_shows_hostile_values_as_text() -> None:
@@ -206,8 +216,16 @@ async def test_counts_read_in_one_round_trip_match_bullmq(
     await queue.add("later", {}, {"delay": 60_000})
     await queue.pause()
     data = BullmqData(redis_url=redis_server.url, prefix=bull)
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
     try:
         assert await data.queue_names() == ["c"]
+        # Keys of other types, and a name too long to show, hide no other queue's data.
+        await raw.set(f"{bull}:odd:meta", "a string")
+        await raw.set(f"{bull}:odd:wait", "a string")
+        await raw.hset(f"{bull}:{'x' * 300}:meta", "k", "v")
+        assert await data.queue_names() == ["c", "odd"]
+        assert (await data.counts(["odd"]))["odd"].backlog == 0
+        assert len(await data.latest_jobs(["c", "odd"])) == 4
         counts = (await data.counts(["c"]))["c"]
         theirs = await queue.getJobCounts()
         assert counts.paused
@@ -222,3 +240,4 @@ async def test_counts_read_in_one_round_trip_match_bullmq(
     finally:
         await queue.close()
         await data.aclose()
+        await raw.aclose()

@@ -29,6 +29,9 @@ STATE_STYLES = {
     "waiting": "",
 }
 NAME_WIDTH = 24
+#: Characters and lines of one field the job screen shows at most.
+MAX_FIELD = 20_000
+MAX_LINES = 400
 
 
 def cursor_key(table: DataTable[Text]) -> str | None:
@@ -163,7 +166,10 @@ class JobScreen(ModalScreen[None]):
         if details is None:
             body.update(safe_text(f"job {self.job} of {self.queue}: no such job (removed?)"))
             return
-        body.update(job_table(details))
+        try:
+            body.update(job_table(details))
+        except Exception as exc:  # odd values a job hash may hold: said, not raised
+            body.update(safe_text(f"cannot show job {self.job}: {exc}"))
 
 
 def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
@@ -172,7 +178,9 @@ def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
     fields: list[tuple[str, Text]] = []
 
     def field(label: str, value: str, style: str = "") -> None:
-        lines = [safe_text(line, style=style) for line in value.splitlines() or [""]]
+        if len(value) > MAX_FIELD:  # a 5 MB payload is not read on a screen
+            value = f"{value[:MAX_FIELD]}\n… {len(value) - MAX_FIELD:,} more characters"
+        lines = [safe_text(line, style=style) for line in value.splitlines()[:MAX_LINES] or [""]]
         fields.append((label, Text("\n").join(lines)))
 
     field("job", job.id)
@@ -211,4 +219,8 @@ def job_table(details: JobDetails) -> Table:
 def _when(ms: int | None) -> str:
     if not ms:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}"
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds: shown as is
+        return f"{ms} ms"
+    return f"{when}.{ms % 1000:03d}"

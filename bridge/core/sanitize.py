@@ -127,6 +127,10 @@ def fit(
     cut that would fall inside one falls before it.
     """
     width = max(width, 0)
+    keep = 8 * width + 64  # characters that surely fill ``width`` cells, or are all there is
+    if len(text) > 2 * keep + 1:  # cut before the work: a 17 MB name costs what 250 bytes do
+        first, last = text[:keep], text[-keep:] if where == "middle" else ""
+        text = first + ELLIPSIS + last
     text = sanitize(text)
     if text.isascii() and len(text) <= width:  # the common case: nothing to measure
         return text.ljust(width) if pad else text
