@@ -219,6 +219,13 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, argv: Sequence[str]) -> int:
+    if settings.source == "pubsub" and settings.queues:
+        print(
+            "bbb-bridge: error: --queues names BullMQ queues to read: it needs --source "
+            "bullmq or both",
+            file=sys.stderr,
+        )
+        return 2
     if settings.source != "pubsub" and len(split_redis_urls(settings.redis_url)) > 1:
         print(
             "bbb-bridge: error: --source bullmq reads one Redis, not a cluster's nodes (give "

@@ -199,6 +199,8 @@ BULLMQ_PREFIX = Option(
 def queue_names(raw: list[str]) -> tuple[str, ...]:
     """Queue names, each of 1 to 256 bytes; at most 10,000."""
     names = tuple(dict.fromkeys(raw))
+    if not names:
+        raise ValueError("must name at least one queue")
     if len(names) > 10_000:
         raise ValueError("at most 10,000 queues")
     for name in names:
@@ -207,7 +209,7 @@ def queue_names(raw: list[str]) -> tuple[str, ...]:
     return names
 
 
-queue_names.bad = ("x" * 300,)  # type: ignore[attr-defined]
+queue_names.bad = ("x" * 300, ",,,")  # type: ignore[attr-defined]
 
 
 WEBSOCKET_URL = Option(

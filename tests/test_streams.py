@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from bullmq import Queue, Worker
 from websockets.asyncio.client import ClientConnection, connect
 
+from bridge.cli import main as bridge_main
 from bridge.core.journal import Journal
 from bridge.core.protocol import GENERIC, EventType, ResyncReason, parse_frame
 from bridge.core.streams import (
@@ -325,7 +326,8 @@ async def test_a_queue_whose_events_key_is_not_a_stream_stops_no_other(
             await good.add("y", {})
             frames = await frames_until(ws, lambda f: any(x["type"] == Q for x in f), 10)
         assert {f["data"]["queueName"] for f in frames} == {"good"}
-        assert set(bridge.streams.positions) == {b"good"}
+        positions = bridge.streams.positions
+        await wait_for(lambda: set(positions) == {b"good"}, 5, what="'later' left out")
         said = [r.getMessage() for r in caplog.records if "not a stream" in r.getMessage()]
         assert said == [
             "Not reading queue 'bad': its events key holds a list, not a stream",
@@ -333,6 +335,76 @@ async def test_a_queue_whose_events_key_is_not_a_stream_stops_no_other(
         ]
     finally:
         await good.close()
+        await bridge.stop()
+
+
+async def test_queues_that_go_and_come_back_are_read_on_not_replayed(
+    redis_server: RedisServer, redis_client: aioredis.Redis, bull: str
+) -> None:
+    """A queue whose meta goes and comes back is read on from where it was (its old
+    entries are not sent twice); a named queue whose key was briefly of another type comes
+    back at the next look; a name over 256 bytes is left out."""
+    for name in ("qa", "qb"):
+        await redis_client.hset(f"{bull}:{name}:meta", "x", "1")
+        await redis_client.xadd(f"{bull}:{name}:events", {"event": "added", "jobId": "old"})
+    await redis_client.hset(f"{bull}:{'x' * 300}:meta", "x", "1")
+    found = await stream_bridge(redis_server.url, bull, rescan=0.2)
+    named = await stream_bridge(redis_server.url, bull, rescan=0.2, queues=("qb",))
+    try:
+        assert found.streams is not None and named.streams is not None
+        assert set(found.streams.positions) == {b"qa", b"qb"}
+        await redis_client.delete(f"{bull}:qa:meta")
+        await redis_client.delete(f"{bull}:qb:events")
+        await redis_client.set(f"{bull}:qb:events", "briefly a string")
+        await wait_for(lambda: b"qa" not in found.streams.positions, 5, what="qa gone")  # type: ignore[union-attr]
+        await wait_for(lambda: b"qb" not in named.streams.positions, 5, what="qb left out")  # type: ignore[union-attr]
+        await redis_client.hset(f"{bull}:qa:meta", "x", "1")
+        await redis_client.delete(f"{bull}:qb:events")
+        await wait_for(lambda: b"qa" in found.streams.positions, 5, what="qa back")  # type: ignore[union-attr]
+        await wait_for(lambda: b"qb" in named.streams.positions, 5, what="qb back")  # type: ignore[union-attr]
+        async with (
+            connect(f"ws://127.0.0.1:{found.port}?queue=qa") as qa,
+            connect(f"ws://127.0.0.1:{named.port}") as qb,
+        ):
+            await expect_greeting(qa)
+            await expect_greeting(qb)
+            await redis_client.xadd(f"{bull}:qa:events", {"event": "added", "jobId": "new"})
+            await redis_client.xadd(f"{bull}:qb:events", {"event": "added", "jobId": "new"})
+            for ws in (qa, qb):
+                frames = await frames_until(ws, lambda f: any(x["type"] == Q for x in f), 10)
+                assert [f["data"]["jobId"] for f in frames if f["type"] == SJ] == ["new"]
+    finally:
+        await found.stop()
+        await named.stop()
+
+
+async def test_a_stream_made_anew_behind_where_it_was_read_is_read_again(
+    redis_server: RedisServer, redis_client: aioredis.Redis, bull: str
+) -> None:
+    """A stream read up to a far-future id, then deleted and made anew (its ids now behind
+    that): one resync, and the new stream's entries are all read."""
+    key = f"{bull}:fut:events"
+    await redis_client.hset(f"{bull}:fut:meta", "x", "1")
+    await redis_client.xadd(key, {"event": "added", "jobId": "future"}, id="99999999999999-0")
+    bridge = await stream_bridge(redis_server.url, bull)
+    try:
+        async with connect(f"ws://127.0.0.1:{bridge.port}") as ws:
+            await expect_greeting(ws)
+            await redis_client.delete(key)
+            for n in range(3):
+                await redis_client.xadd(key, {"event": "added", "jobId": f"j{n}"})
+            got: list[str] = []
+            resyncs: list[Any] = []
+            async with asyncio.timeout(10):
+                while len(got) < 3:
+                    message = await recv_json(ws, 10)
+                    if message["type"] == "resync":
+                        resyncs.append(message["data"])
+                    elif message["type"] == SJ:
+                        got.append(message["data"]["jobId"])
+        assert got == ["j0", "j1", "j2"]
+        assert resyncs == [{"reason": "stream-trimmed", "queues": ["fut"]}]
+    finally:
         await bridge.stop()
 
 
@@ -375,6 +447,36 @@ async def take(ws: ClientConnection, frames: list[Any], controls: list[str]) -> 
         frames.append(message)
     else:
         controls.append(message["type"])
+
+
+async def test_a_redis_that_refuses_the_reads_keeps_the_bridge_down_not_flapping(
+    own_redis: RedisServer, processes: list[BridgeProcess], bull: str
+) -> None:
+    """A user whose ACL denies XREAD: the bridge says why (NOPERM), once, stays down and
+    retries with backoff; clients get no up-and-down for every attempt."""
+    admin = aioredis.Redis.from_url(own_redis.url)
+    try:
+        await admin.execute_command(  # type: ignore[no-untyped-call]
+            "ACL", "SETUSER", "reader", "on", ">secret-pass", "~*", "+@all", "-xread"
+        )
+        await admin.hset(f"{bull}:q:meta", "x", "1")
+    finally:
+        await admin.aclose()
+    url = f"redis://reader:secret-pass@127.0.0.1:{own_redis.port}"
+    bridge = await run_bridge(
+        processes, "--host", "127.0.0.1", "--port", "0", "--redis-url", url,
+        "--source", "bullmq", "--bullmq-prefix", bull,
+    )  # fmt: skip
+    port = await bridge.listening_port()
+    await bridge.wait_line("NOPERM")
+    async with connect(f"ws://127.0.0.1:{port}") as ws:
+        session = await expect_greeting(ws)
+        assert session["redis"] == "down"
+        with pytest.raises(TimeoutError):
+            message = await recv_json(ws, 3)  # nothing: no redis-up, no redis-down
+            raise AssertionError(f"unexpected {message}")
+    assert bridge.output.count("NOPERM") == 1  # said once (a line per 30 s at most)
+    assert "Reading the BullMQ event streams" not in bridge.output
 
 
 async def redis_with_aof(tmp_path: Any) -> RedisServer:
@@ -461,7 +563,7 @@ async def test_a_trimmed_gap_gives_exactly_one_resync(
                     resyncs.append(message["data"])
                 if message.get("data", {}).get("jobId") == "last":
                     break
-    assert resyncs == [{"reason": ResyncReason.STREAM_TRIMMED.value, "queue": "trim"}]
+    assert resyncs == [{"reason": ResyncReason.STREAM_TRIMMED.value, "queues": ["trim"]}]
 
 
 def test_frames_parse_as_events_for_old_clients() -> None:
@@ -471,3 +573,18 @@ def test_frames_parse_as_events_for_old_clients() -> None:
     frame = Journal(size=1, max_age=1).record(changes)[0]
     message = parse_frame(frame)
     assert message.type is SJ and message.id == "9"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "argv,said",
+    [
+        (["--queues", "a"], "--queues names BullMQ queues to read: it needs --source bullmq"),
+        (["--source", "bullmq", "--redis-url", "redis://a:1,redis://b:2"], "not a cluster"),
+    ],
+)
+def test_settings_that_cannot_work_together_stop_the_start(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bridge_main(argv, {}) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1

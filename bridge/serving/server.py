@@ -58,6 +58,8 @@ SHARED_READ_RATE = 5000.0
 
 
 REDIS_DOWN_FRAME = encode_redis_down()
+#: Queues a stream-trimmed resync names at most.
+MAX_NAMED = 20
 
 
 class Bridge:
@@ -237,11 +239,13 @@ class Bridge:
         if up and (reconnect or len(self.hub)):
             self.hub.broadcast([encode_redis_up(down_for)])
 
-    def _on_stream_trimmed(self, queue: str) -> None:
-        """BullMQ trimmed a stream past where it was read: its events are gone."""
+    def _on_stream_trimmed(self, queues: list[str]) -> None:
+        """BullMQ trimmed (or deleted) streams past where they were read: events are gone.
+        One resync for all of them, naming the first few."""
         self.journal.mark_gap(ResyncReason.STREAM_TRIMMED)
         self.stats.resyncs[ResyncReason.STREAM_TRIMMED] += len(self.hub)
-        self.hub.broadcast([encode_resync(ResyncReason.STREAM_TRIMMED, queue=queue)])
+        named = queues[:MAX_NAMED]
+        self.hub.broadcast([encode_resync(ResyncReason.STREAM_TRIMMED, queues=named)])
 
     def _on_redis_gap(self, down_for: float) -> None:
         """Redis forgot what it published while we were away: every client must refetch."""

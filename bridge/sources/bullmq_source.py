@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +34,7 @@ from bridge.core.streams import (
     just_before,
     meta_pattern,
     newest_ms,
+    parse_id,
     queue_of_meta,
     stream_key,
     trimmed_past,
@@ -48,15 +49,24 @@ log = logging.getLogger("bridge.source")
 READ_COUNT = 1000
 #: The longest one XREAD blocks: new queues join the read within about this long.
 MAX_BLOCK = 1.0
-#: Each stream's first entry id (or false): one short reply for all of them.
-FIRST_IDS = """
-local firsts = {}
+#: Each stream's first and last entry ids (or false): one short reply for all of them.
+ENDS = """
+local ends = {}
 for i, key in ipairs(KEYS) do
   local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
-  firsts[i] = first and first[1] or false
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  ends[i] = {first and first[1] or false, last and last[1] or false}
 end
-return firsts
+return ends
 """
+#: Every queue's stream ends are looked at at least this often (the queues a read found
+#: entries in, on every read): a stream trimmed or reset while the bridge was busy,
+#: frozen or away is seen before its next entries are read.
+CHECK_ALL = 0.25
+#: Longer queue names are left out (said once): they would ride on every frame.
+MAX_QUEUE_NAME = 256
+#: Positions of queues no longer watched, kept to read on from if they come back.
+REMEMBERED = 10_000
 #: Each queue's coarse pair (job-refresh "1", queue-refresh) goes at most this often: at
 #: once after a quiet spell, then for all that moved meanwhile. The per-job events go at
 #: once; lists a page shows need no more than ten refreshes a second.
@@ -67,8 +77,9 @@ MAX_QUEUES = 10_000
 
 class StreamSource(Supervised):
     """Read every BullMQ queue's event stream under ``prefix``; hand each read's events
-    to ``on_events``. ``queues``: only these (not discovered). ``on_gap(queue)``: that
-    queue's stream was trimmed past where it was read."""
+    to ``on_events``. ``queues``: only these (not discovered). ``on_gap(queues)``: those
+    queues' streams lost entries not read yet (trimmed past where they were read, or
+    deleted and made again)."""
 
     what = "stream reader"
 
@@ -82,7 +93,7 @@ class StreamSource(Supervised):
         stall_timeout: float,
         queues: Sequence[str] = (),
         rescan: float = DEFAULT_RESCAN,
-        on_gap: Callable[[str], None] | None = None,
+        on_gap: Callable[[list[str]], None] | None = None,
         backoff: Backoff | None = None,
         on_down: Callable[[], None] | None = None,
         on_up: Callable[[float, bool], None] | None = None,
@@ -102,6 +113,12 @@ class StreamSource(Supervised):
         self._unread: set[bytes] = set()
         #: Queues left out because their events key is not a stream (said once each).
         self._wrong_type: set[bytes] = set()
+        self._too_long = 0  # queue names left out for their length (said once)
+        #: Where queues no longer watched were: read on from there if they come back.
+        self._remembered: OrderedDict[bytes, bytes] = OrderedDict()
+        #: Queues whose stream ends the next read looks at (see CHECK_ALL).
+        self._active: set[bytes] = set()
+        self._next_check_all = 0.0
         self._start: bytes | None = None  # just before the bridge's start, in Redis's time
         self._next_scan = 0.0
         #: Queues that moved since their last coarse pair: (a job changed, last entry id).
@@ -121,16 +138,30 @@ class StreamSource(Supervised):
                 await self._watch(client, await self._discover(client), start=start)
                 self._start = start
             self._next_scan = time.monotonic() + self.rescan
+            self._next_check_all = 0.0  # back: every stream is looked at first
+            await self._probe(client)
             self._connected(
                 f"Reading the BullMQ event streams of {len(self.positions)} queue(s) under "
                 f"{self.prefix.decode(errors='replace')}:"
             )
             while True:
-                if not self.named and time.monotonic() >= self._next_scan:
+                if time.monotonic() >= self._next_scan:
                     await self._rescan(client)
                 await self._read(client)
         finally:
             await client.close()
+
+    async def _probe(self, client: RedisLink) -> None:
+        """The commands a read needs, tried before saying the streams are read: a Redis
+        that refuses one (an ACL) stays down, retried with backoff, instead of flapping
+        up and down for every client."""
+        key = stream_key(self.prefix, next(iter(self.positions), b"probe"))
+        client.send_all(
+            [command("EVAL", ENDS, 1, key), command("XREAD", "COUNT", 1, "STREAMS", key, "$")]
+        )
+        for reply in await self._call(client.replies(2)):
+            if isinstance(reply, hiredis.ReplyError) and "WRONGTYPE" not in str(reply):
+                raise RedisRefused(str(reply))
 
     async def _call(self, request: Any, extra: float = 0.0) -> Any:
         """One Redis call, given up on after ``--redis-timeout`` (plus ``extra``)."""
@@ -149,8 +180,18 @@ class StreamSource(Supervised):
             )
             for key in keys:
                 queue = queue_of_meta(self.prefix, key)
-                if queue is not None:
+                if queue is None:
+                    continue
+                if len(queue) <= MAX_QUEUE_NAME:
                     found.add(queue)
+                elif not self._too_long:
+                    self._too_long += 1
+                    log.warning(
+                        "Not reading a queue whose name is %d bytes (over %d): %r...",
+                        len(queue),
+                        MAX_QUEUE_NAME,
+                        queue[:40],
+                    )
             if cursor == b"0":
                 return found
 
@@ -177,9 +218,11 @@ class StreamSource(Supervised):
                     self._unread.add(queue)
         else:
             for queue in new:
-                self.positions[queue] = start
-            self._unread.update(new)
-        names = ", ".join(decode_payload(q) for q in new[:10])
+                remembered = self._remembered.pop(queue, None)
+                self.positions[queue] = remembered or start
+                if remembered is None:
+                    self._unread.add(queue)
+        names = ", ".join(repr(decode_payload(q)) for q in new[:10])
         more = f" and {len(new) - 10} more" if len(new) > 10 else ""
         when = "from now" if at_end else "from the bridge's start"
         log.info("Watching %d BullMQ queue(s) %s: %s%s", len(new), when, names, more)
@@ -223,8 +266,13 @@ class StreamSource(Supervised):
         await self._watch(client, found)
 
     def _forget(self, queue: bytes) -> None:
-        del self.positions[queue]
+        position = self.positions.pop(queue)
+        if queue not in self._unread:  # were it back, it is read on from here
+            self._remembered[queue] = position
+            if len(self._remembered) > REMEMBERED:
+                self._remembered.popitem(last=False)
         self._unread.discard(queue)
+        self._active.discard(queue)
         self._coarse.pop(queue, None)
         self.entries.pop(queue, None)
 
@@ -240,11 +288,16 @@ class StreamSource(Supervised):
             await asyncio.sleep(block)
             return
         prefix = self.prefix
-        checked = [q for q in self.positions if q not in self._unread]
+        if now >= self._next_check_all:
+            self._next_check_all = now + CHECK_ALL
+            checked = [q for q in self.positions if q not in self._unread]
+        else:
+            checked = [q for q in self._active if q in self.positions]
+        self._active = set()
         commands = []
         if checked:
             keys = [stream_key(prefix, q) for q in checked]
-            commands.append(command("EVAL", FIRST_IDS, len(keys), *keys))
+            commands.append(command("EVAL", ENDS, len(keys), *keys))
         read = ("XREAD", "COUNT", READ_COUNT, "BLOCK", int(block * 1000), "STREAMS")
         streams = [stream_key(prefix, q) for q in self.positions]
         commands.append(command(*read, *streams, *self.positions.values()))
@@ -283,6 +336,7 @@ class StreamSource(Supervised):
             entries = [(entry_id, _fields(flat)) for entry_id, flat in entries]
             self.positions[queue] = entries[-1][0]
             self._unread.discard(queue)
+            self._active.add(queue)
             self.entries[queue] += len(entries)
             mine = changes_of(queue, entries, max_payload=self.max_payload)
             changes += mine
@@ -293,18 +347,30 @@ class StreamSource(Supervised):
             self.lag = lag / 1000
         return changes
 
-    def _check_trimmed(self, queues: list[bytes], firsts: list[bytes | None]) -> None:
-        for queue, first in zip(queues, firsts, strict=True):
+    def _check_trimmed(self, queues: list[bytes], ends: list[list[bytes | None]]) -> None:
+        """Queues whose unread entries are gone: trimmed past where they were read, or the
+        stream deleted and made anew (its last id now behind where it was read: read it
+        again from its start). One ``on_gap`` for them all."""
+        lost = []
+        for queue, (first, last) in zip(queues, ends, strict=True):
             position = self.positions.get(queue)
-            if position is None or not trimmed_past(position, first):
+            if position is None:
                 continue
-            name = decode_payload(queue)
+            if last is not None and parse_id(last) < parse_id(position):
+                self.positions[queue] = b"0-0"  # a new stream: all of it is news
+                self._unread.add(queue)  # (and nothing of it was trimmed past yet)
+            elif not trimmed_past(position, first):
+                continue
+            lost.append(decode_payload(queue))
+        if lost:
             log.warning(
-                "BullMQ trimmed the events of queue %r past where the bridge read: clients resync",
-                name,
+                "BullMQ trimmed (or deleted) the events of %d queue(s) past where the bridge "
+                "read: %s; clients resync",
+                len(lost),
+                ", ".join(repr(name) for name in lost[:10]),
             )
             if self._on_gap is not None:
-                self._on_gap(name)
+                self._on_gap(lost)
 
 
 def _fields(flat: list[bytes] | None) -> dict[bytes, bytes]:
