@@ -10,6 +10,7 @@ import asyncio
 import re
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -231,7 +232,10 @@ async def test_the_bullmq_demo_shows_real_queues_and_quits_cleanly(
 ) -> None:
     """`bbb-tui --demo` as a person runs it: real BullMQ queues fill the queues view, and q
     stops the workers and the bridge and exits 0 with the terminal restored."""
-    terminal = await start(terminals, "--demo", "--redis-url", redis_server.url)
+    bull = f"demo{uuid.uuid4().hex[:8]}"  # its queues stay out of other tests' way
+    terminal = await start(
+        terminals, "--demo", "--redis-url", redis_server.url, "--bullmq-prefix", bull
+    )
     await terminal.wait_for_text("BullMQ data", timeout=30)
     for queue in ("emails", "images", "reports", "webhooks"):
         await terminal.wait_for_text(queue, timeout=20)
