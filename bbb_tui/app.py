@@ -451,6 +451,7 @@ class BbbApp(App[None]):
         self.workload.rate = min(max(self.workload.rate * factor, MIN_RATE), MAX_RATE)
         per = "jobs" if self.real else "job changes"
         self.monitor.note(f"demo: {self.workload.rate:.3g} {per}/s")
+        self.notify(f"demo: {self.workload.rate:.3g} {per}/s", timeout=2)
         self.flush(force=True)
 
     def action_help(self) -> None:

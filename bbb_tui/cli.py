@@ -30,6 +30,10 @@ from bridge.core.subscriptions import MAX_BATCH_MS, MAX_QUEUES, connection_url
 from bridge.core.workload import DEFAULT_RATE, MAX_RATE, MIN_RATE
 from bridge.options import Command, Option, boolean, choice, number, parse_command, whole
 
+#: The demo's BullMQ prefix (unless --bullmq-prefix says otherwise): in a Redis of the
+#: user's, its queues stay apart from theirs, and are removed on exit.
+DEMO_PREFIX = "bbb-demo"
+
 
 def event_types(raw: str) -> str:
     """Comma-separated event types, each one of the eight."""
@@ -185,6 +189,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"bbb-tui: error: {sanitize(str(exc))}", file=sys.stderr)
         return 2
     if args.demo:
+        if args.sources["bullmq_prefix"] == "default":  # the user's own queues stay apart
+            settings = replace(settings, bullmq_prefix=DEMO_PREFIX)
         return asyncio.run(run_demo(settings, args.rate, configured_redis=args.redis_url))
     BbbApp(asyncio.run(choose_data(settings))).run()
     return 0

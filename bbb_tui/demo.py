@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from bbb_tui.bullmq_workload import BullmqWorkload
 from bridge.config import Settings
-from bridge.core.protocol import DEFAULT_PREFIX
+from bridge.core.protocol import DEFAULT_PREFIX, glob_escape
 from bridge.core.streams import DEFAULT_BULLMQ_PREFIX
 from bridge.core.workload import DEFAULT_RATE, Workload
 from bridge.ops.logformat import redact_secrets
@@ -101,7 +101,8 @@ class Demo:
         )
         await self.bridge.start()
         await self.bridge.wait_ready(10)
-        self._say(f"bridge: listening on {self.url}, subscribed to {self.prefix}*")
+        streams = f"BullMQ's streams under {self.bullmq_prefix}: and " if real else ""
+        self._say(f"bridge: listening on {self.url}, reading {streams}{self.prefix}*")
         if self.bullmq_prefix is not None:
             workload = BullmqWorkload(self.redis.url, self.bullmq_prefix, rate=self._rate)
             self.workload = workload
@@ -121,9 +122,14 @@ class Demo:
             return 0
 
     async def stop(self) -> None:
-        """Stop the workload, the bridge and a private Redis (safe to call twice)."""
+        """Stop the workload, the bridge and a private Redis (safe to call twice); in a
+        Redis of the user's, remove the demo's BullMQ keys."""
         if isinstance(self.workload, BullmqWorkload):
             await self.workload.stop()
+            if self.redis is not None and self.redis.server is None:
+                removed = await remove_keys(self.redis.url, self.workload.prefix)
+                self._say(f"BullMQ: removed the demo's {removed} keys ({self.workload.prefix}:*)")
+            self.workload = Workload(rate=self._rate)  # stopped once
         if self.publisher is not None:
             self.publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +152,26 @@ class Demo:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def remove_keys(redis_url: str, prefix: str) -> int:
+    """Delete every key under ``prefix:`` (the demo's queues, in a Redis it did not start)."""
+    client = aioredis.Redis.from_url(redis_url)
+    removed = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{glob_escape(prefix)}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                removed += int(await client.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(await client.unlink(*batch))
+    except (RedisError, OSError) as exc:
+        logging.getLogger("bridge").warning("Demo: could not remove its keys: %s", exc)
+    finally:
+        await client.aclose()
+    return removed
 
 
 class LogToMonitor(logging.Handler):

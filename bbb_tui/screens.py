@@ -17,8 +17,10 @@ from bbb_tui.widgets.eventlog import KIND_COLOURS
 
 ABOUT = (
     "bbb-tui shows what Better Bull Board's web client does with each message from the bridge:\n"
-    "the event log, and the simulated React Query cache each message invalidates and refetches.\n"
-    "Test events are published to Redis on the real channels and come back through the bridge."
+    "the event log, and the React Query cache each message invalidates and refetches: simulated,\n"
+    "or with BullMQ data real queues and jobs (v: queues, jobs, cache; Enter on a job opens it,\n"
+    "r reads it again, escape closes it). Test events (1-4, a) are published on the Redis\n"
+    "channels and come back through a bridge that reads them (--source pubsub or both)."
 )
 
 

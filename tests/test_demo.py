@@ -8,10 +8,12 @@ import random
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.bullmq_workload import BullmqWorkload
@@ -23,6 +25,7 @@ from bridge.core.workload import QUEUES, Workload
 from bridge.tools.embedded import (
     LOCAL_REDIS_URL,
     EmbeddedRedisError,
+    RedisServer,
     choose_redis,
     find_redis_server,
 )
@@ -188,6 +191,30 @@ async def test_the_bullmq_demo_runs_real_workers_and_stops_them() -> None:
         assert redis_pid is not None and alive(redis_pid)
     assert workload.workers == [] and demo.bridge is None
     await wait_for(lambda: not alive(redis_pid), 5, what="redis-server to stop")
+
+
+async def test_the_bullmq_demo_leaves_nothing_in_a_redis_of_yours(
+    redis_server: RedisServer,
+) -> None:
+    """In a Redis it did not start, the demo's queues are removed on exit (said in a line),
+    and only those: another prefix's keys stay."""
+    prefix = f"demo{uuid.uuid4().hex[:8]}"
+    lines: list[str] = []
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.set(f"{prefix}x:mine", "kept")
+        demo = Demo(configured_redis=redis_server.url, say=lines.append, bullmq_prefix=prefix)
+        async with demo:
+            assert isinstance(demo.workload, BullmqWorkload)
+            workload = demo.workload
+            await wait_for(lambda: workload.added > 5, 10, what="jobs added")
+            assert await client.keys(f"{prefix}:*")
+        assert await client.keys(f"{prefix}:*") == []
+        assert await client.get(f"{prefix}x:mine") == b"kept"
+        assert lines[-1].startswith("BullMQ: removed the demo's ")
+    finally:
+        await client.delete(f"{prefix}x:mine")
+        await client.aclose()
 
 
 def test_rate_keys_are_hidden_outside_the_demo() -> None:

@@ -149,6 +149,7 @@ class JobScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="job-box"):
             yield Static(safe_text(f"job {self.job} of {self.queue}: reading..."), id="job-body")
+            yield Static(Text("r reads it again, escape closes", style="dim italic"))
 
     def on_mount(self) -> None:
         self.action_reload()
@@ -198,8 +199,9 @@ def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
     field("opts", details.opts)
     if details.returnvalue not in ("", "null", "None"):
         field("result", details.returnvalue)
-    if details.failed_reason:
-        field("failed", details.failed_reason, "#e06c75")
+    if details.failed_reason:  # of the last failed attempt, which may not be the last one
+        label = "failed" if job.state == "failed" else "failed before"
+        field(label, details.failed_reason, "#e06c75")
     for n, trace in enumerate(details.stacktrace[-3:]):
         field("stack" if n == 0 else "", trace, "dim")
     field("logs", "\n".join(details.logs[-100:]) or "(none)")

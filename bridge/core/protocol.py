@@ -89,13 +89,17 @@ def channel_name(prefix: str, event_type: EventType) -> str:
     return f"{prefix}{event_type.value}"
 
 
+def glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern that matches only itself (``*?[]\\`` escaped)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def subscription_pattern(prefix: str) -> str:
     """Return the PSUBSCRIBE pattern that matches every channel under ``prefix``.
 
     Glob characters in the prefix are escaped, so ``a*b:`` matches only itself.
     """
-    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
-    return escaped + "*"
+    return glob_escape(prefix) + "*"
 
 
 def channel_table(prefix: str) -> dict[bytes, EventType]:

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from bridge.core.protocol import GENERIC, Change, EventType
+from bridge.core.protocol import GENERIC, Change, EventType, glob_escape
 
 DEFAULT_BULLMQ_PREFIX = "bull"
 DEFAULT_RESCAN = 10.0  # seconds between looks for new queues
@@ -37,8 +37,7 @@ def stream_key(prefix: bytes, queue: bytes) -> bytes:
 
 def meta_pattern(prefix: bytes) -> bytes:
     """The SCAN pattern of every queue's ``meta`` hash under ``prefix`` (glob-escaped)."""
-    escaped = b"".join(b"\\" + bytes([c]) if c in b"*?[]\\" else bytes([c]) for c in prefix)
-    return escaped + b":*:meta"
+    return glob_escape(prefix.decode("latin-1")).encode("latin-1") + b":*:meta"
 
 
 def queue_of_meta(prefix: bytes, key: bytes) -> bytes | None:

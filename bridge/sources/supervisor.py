@@ -92,10 +92,11 @@ class Supervised:
                 was_up = self.state is SourceState.SUBSCRIBED
                 self._set_state(SourceState.DISCONNECTED)
                 delay = self._backoff.next_delay()
-                reason = _describe(exc) + _tls_hint(exc, secure=self.url.startswith("rediss:"))
-                if was_up:
+                reason = _describe(exc)
+                if was_up:  # it worked: no hint about TLS
                     log.warning("Lost Redis connection (%s); reconnecting in %.1fs", reason, delay)
                 elif self._down_log.allow("down") is not None:
+                    reason += _tls_hint(exc, secure=self.url.startswith("rediss:"))
                     log.warning(
                         "Redis at %s unavailable (%s); retrying every %.1fs at most (attempt %d)",
                         redact(self.url),
