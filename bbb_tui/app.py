@@ -102,6 +102,13 @@ class BbbApp(App[None]):
         Binding("t", "token", "token", tooltip="enter a new token and reconnect"),
         Binding("p", "toggle_pause", "pause", tooltip="pause / resume the event log"),
         Binding("c", "clear", "clear", tooltip="clear the event log"),
+        Binding(
+            "end,G",
+            "follow",
+            "follow",
+            show=False,
+            tooltip="follow the newest events again (scrolling up in the log stops following)",
+        ),
         Binding("f,slash", "filter", "filter", tooltip="filter the event log by kind"),
         Binding(
             "v",
@@ -288,6 +295,7 @@ class BbbApp(App[None]):
         if force or not busy or now - self._log_at >= LOG_BUSY_INTERVAL:
             self._log_at = now
             self.event_log.append(self.monitor.drain())
+            self._update_log_title()  # new lines held, or unseen while looking back
         due = force or now - self._table_at >= TABLE_INTERVAL
         if self.cache.changed and due:
             self._table_at = now
@@ -344,7 +352,16 @@ class BbbApp(App[None]):
             title += f" (filter: {len(self.monitor.shown)} of {len(KINDS)} kinds)"
         if self.monitor.paused:
             title += f" - PAUSED, {self.monitor.held:,} new"
-        self.event_log.border_title = title
+        elif not self.event_log.following:
+            title += f" - \N{DOWNWARDS ARROW} {self.event_log.unseen:,} new (End follows)"
+        else:
+            title += " - following"
+        if title != self.event_log.border_title:
+            self.event_log.border_title = title
+
+    def action_follow(self) -> None:
+        self.event_log.follow()
+        self._update_log_title()
 
     # -- actions -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from bbb_tui.monitor import KINDS
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
-from bridge.core.protocol import GREETING, EventType
+from bridge.core.protocol import GREETING, EventType, encode_event
 from bridge.serving.auth import issue_token
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer, free_port
@@ -502,3 +502,39 @@ async def test_a_filter_chosen_while_paused_applies_on_resume(
         await pilot.press("p")
         assert "j-old" not in log_text(app)
         assert "q-new" in log_text(app)
+
+
+async def test_the_log_follows_until_you_look_back_and_again_after_end() -> None:
+    """Following by default; PageUp stops it where you are (new lines counted in the
+    title); End follows again; a resize, either way, keeps a following log following."""
+    app = BbbApp(TuiSettings(), connect=False)
+
+    def burst(n: int) -> None:
+        app.monitor.feed_many([encode_event(EventType.JOB_REFRESH, f"j{i}") for i in range(n)])
+        app.flush(force=True)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.query_one(EventLog)
+
+        def at_end() -> bool:
+            return log.scroll_offset.y == log.max_scroll_y
+
+        burst(200)
+        await pilot.pause()
+        assert log.following and at_end() and "following" in str(log.border_title)
+        log.focus()
+        await pilot.press("pageup")
+        where = log.scroll_offset.y
+        burst(50)
+        await pilot.pause()
+        assert not log.following and log.scroll_offset.y == where
+        assert "50 new (End follows)" in str(log.border_title)
+        await pilot.press("end")
+        await pilot.pause()
+        assert log.following and at_end()
+        for size in ((80, 24), (160, 50), (100, 30)):
+            await pilot.resize_terminal(*size)
+            burst(30)
+            await pilot.pause()
+            await pilot.pause()
+            assert log.following and at_end(), size

@@ -12,6 +12,7 @@ import re
 from rich.highlighter import Highlighter
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.widgets import Log
 
 from bbb_tui.monitor import INFO, MALFORMED, UNKNOWN
@@ -54,25 +55,81 @@ class KindHighlighter(Highlighter):
 
 
 class EventLog(Log):
-    """A ``Log`` with coloured kinds; written in batches by the app's flush."""
+    """A ``Log`` with coloured kinds; written in batches by the app's flush.
+
+    It follows the newest line (as ``stern`` and k9s's log view do) until you scroll up:
+    then it stays where you are and counts what arrived (:attr:`unseen`); scrolling back
+    to the end, or :meth:`follow` (End, G), follows again. A resize keeps it following.
+    """
 
     def __init__(self, *, max_lines: int, id: str | None = None) -> None:
-        super().__init__(highlight=True, max_lines=max_lines, auto_scroll=True, id=id)
+        super().__init__(highlight=True, max_lines=max_lines, auto_scroll=False, id=id)
         self.highlighter = KindHighlighter()
+        self.following = True
+        self.unseen = 0  # lines written while not following
 
     def append(self, lines: list[str]) -> None:
-        """Write a batch and redraw (a full ``Log`` with max_lines does not redraw by itself).
-
-        Follows the end while the view is at the end. (Log's own auto-scroll decides
-        before its size is updated, so it stops following the first time the log
-        outgrows the screen.)
-        """
+        """Write a batch and redraw (a full ``Log`` with max_lines does not redraw by itself),
+        at the end while following. (Log's own auto-scroll decides before its size is
+        updated, so it stopped following the first time the log outgrew the screen.)"""
         if lines:
-            following = self.scroll_offset.y >= self.max_scroll_y
             self.write_lines([sanitize(line) for line in lines], scroll_end=False)
             self.refresh()
-            if following:
-                self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+            if self.following:
+                self._to_end()
+            else:
+                self.unseen += len(lines)
+
+    def follow(self) -> None:
+        """Follow the newest line again (End, G)."""
+        self.following, self.unseen = True, 0
+        self._to_end()
+
+    def _to_end(self) -> None:
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+
+    def _look_back(self) -> None:
+        self.following = False
+
+    def _maybe_follow(self) -> None:
+        """Scrolled down to the very end: following again."""
+        if not self.following and self.scroll_offset.y >= self.max_scroll_y:
+            self.follow()
+
+    def action_scroll_up(self) -> None:
+        self._look_back()
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self._look_back()
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self._look_back()
+        super().action_scroll_home()
+
+    def action_scroll_down(self) -> None:
+        super().action_scroll_down()
+        self.call_after_refresh(self._maybe_follow)
+
+    def action_page_down(self) -> None:
+        super().action_page_down()
+        self.call_after_refresh(self._maybe_follow)
+
+    def action_scroll_end(self) -> None:
+        self.follow()
+
+    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._look_back()
+        super()._on_mouse_scroll_up(event)
+
+    def _on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        super()._on_mouse_scroll_down(event)
+        self.call_after_refresh(self._maybe_follow)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.following:  # a new size moves the end: still there
+            self._to_end()
 
     def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
         """Replace Log's thread worker, which measures every new line off the event loop.
@@ -85,4 +142,5 @@ class EventLog(Log):
 
     def replace(self, lines: list[str]) -> None:
         self.clear()
+        self.unseen = 0
         self.append(lines)
