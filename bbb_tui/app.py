@@ -120,7 +120,14 @@ class BbbApp(App[None]):
         Binding("minus", "rate(0.6667)", "slower", tooltip="demo: publish slower (/1.5)"),
         Binding("question_mark", "help", "help", tooltip="this help"),
         Binding("q", "quit", "quit", tooltip="quit"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True, tooltip="quit"),
+        Binding(
+            "ctrl+c",
+            "copy_or_quit",
+            "quit",
+            show=False,
+            priority=True,
+            tooltip="copy the text selected with the mouse; quit when none is",
+        ),
     ]
 
     def __init__(
@@ -358,6 +365,17 @@ class BbbApp(App[None]):
             title += " - following"
         if title != self.event_log.border_title:
             self.event_log.border_title = title
+
+    def action_copy_or_quit(self) -> None:
+        """Ctrl+C: as in a terminal, copy what the mouse selected (on the screen, so
+        already sanitized); with nothing selected, quit."""
+        selected = self.screen.get_selected_text()
+        if not selected:
+            self.exit()
+            return
+        self.copy_to_clipboard(selected)
+        self.screen.clear_selection()
+        self.notify(f"copied {len(selected):,} characters", timeout=2)
 
     def action_follow(self) -> None:
         self.event_log.follow()

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 import trustme
 from textual.binding import Binding
 from textual.content import Content
+from textual.geometry import Offset
+from textual.selection import Selection
 from textual.widgets import Input, Static
 
 from bbb_tui.app import BbbApp, TuiSettings
@@ -327,7 +329,7 @@ async def test_help_lists_every_key(app_on_bridge: BbbApp) -> None:
         for binding in app.BINDINGS:
             assert isinstance(binding, Binding) and binding.tooltip
             assert (binding.tooltip in keys) is (binding.action not in hidden), binding
-        assert "^c  quit" in keys
+        assert "^c  copy the text selected with the mouse; quit when none is" in keys
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
@@ -538,3 +540,27 @@ async def test_the_log_follows_until_you_look_back_and_again_after_end() -> None
             await pilot.pause()
             await pilot.pause()
             assert log.following and at_end(), size
+
+
+async def test_ctrl_c_copies_a_selection_and_quits_without_one() -> None:
+    """With text selected (a log line), Ctrl+C copies it and the app goes on; without,
+    Ctrl+C quits."""
+    copied: list[str] = []
+
+    class Copying(BbbApp):
+        def copy_to_clipboard(self, text: str) -> None:
+            copied.append(text)
+
+    app = Copying(TuiSettings(), connect=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.monitor.feed(encode_event(EventType.JOB_REFRESH, "job-to-copy"))
+        app.flush(force=True)
+        await pilot.pause()
+        log = app.query_one(EventLog)
+        row = next(n for n, line in enumerate(log.lines) if "job-to-copy" in line)
+        app.screen.selections = {log: Selection(Offset(0, row), Offset(200, row))}
+        await pilot.press("ctrl+c")
+        assert app.is_running and len(copied) == 1 and "job-to-copy" in copied[0]
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running
