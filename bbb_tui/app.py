@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ from bbb_tui.fetcher import Fetcher
 from bbb_tui.monitor import KINDS, Monitor
 from bbb_tui.publisher import TestEventPublisher
 from bbb_tui.queue_stats import QueueRow, QueueStats
-from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
+from bbb_tui.screens import FilterScreen, HelpScreen, SearchScreen, TokenScreen, search_pattern
 from bbb_tui.widgets.bullmq import JobScreen, JobsView, QueuesView
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
@@ -109,7 +110,16 @@ class BbbApp(App[None]):
             show=False,
             tooltip="follow the newest events again (scrolling up in the log stops following)",
         ),
-        Binding("f,slash", "filter", "filter", tooltip="filter the event log by kind"),
+        Binding("f", "filter", "filter", tooltip="filter the event log by kind"),
+        Binding(
+            "slash",
+            "search",
+            "search",
+            tooltip="search the event log (text or regex); n older match, N newer, escape clears",
+        ),
+        Binding("n", "next_match(-1)", "older match", show=False, tooltip="the older match"),
+        Binding("N", "next_match(1)", "newer match", show=False, tooltip="the newer match"),
+        Binding("escape", "clear_search", "clear search", show=False, tooltip="clear the search"),
         Binding(
             "v",
             "view",
@@ -182,6 +192,10 @@ class BbbApp(App[None]):
         self._table_at = float("-inf")
         self._log_at = float("-inf")
         self._refilter_on_resume = False
+        self._search_text = ""  # the last search, offered again by /
+        self._found: re.Pattern[str] | None = None
+        self._match: int | None = None  # the line index shown
+        self._match_text = ""
 
     # -- layout ------------------------------------------------------------------
 
@@ -359,12 +373,57 @@ class BbbApp(App[None]):
             title += f" (filter: {len(self.monitor.shown)} of {len(KINDS)} kinds)"
         if self.monitor.paused:
             title += f" - PAUSED, {self.monitor.held:,} new"
+        elif self._match_text:
+            title += f" - search {self._match_text} (n, N, escape)"
         elif not self.event_log.following:
             title += f" - \N{DOWNWARDS ARROW} {self.event_log.unseen:,} new (End follows)"
         else:
             title += " - following"
         if title != self.event_log.border_title:
             self.event_log.border_title = title
+
+    def action_search(self) -> None:
+        self.push_screen(SearchScreen(self._search_text), self._search)
+
+    def _search(self, text: str | None) -> None:
+        if text is None:
+            return
+        self._search_text = text
+        self._found = search_pattern(text)
+        self.event_log.mark(self._found)
+        self._match = None
+        self.action_next_match(-1)  # the newest match
+
+    def action_next_match(self, step: int) -> None:
+        """Jump to the match before (``step`` -1: older) or after (+1) the last one shown."""
+        if self._found is None:
+            return
+        lines = self.event_log.matches(self._found)
+        if not lines:
+            self._match_text = f"'{sanitize(self._search_text)}': no match"
+            self._update_log_title()
+            return
+        if self._match is None:
+            index = len(lines) - 1
+        else:
+            before = [n for n, line in enumerate(lines) if line < self._match]
+            after = [n for n, line in enumerate(lines) if line > self._match]
+            if step < 0:
+                index = before[-1] if before else 0
+            else:
+                index = after[0] if after else len(lines) - 1
+        self._match = lines[index]
+        self.event_log.show_line(self._match)
+        self._match_text = f"'{sanitize(self._search_text)}': {index + 1} of {len(lines)}"
+        self._update_log_title()
+
+    def action_clear_search(self) -> None:
+        if self._found is None:
+            return
+        self._found = self._match = None
+        self._match_text = ""
+        self.event_log.mark(None)
+        self._update_log_title()
 
     def action_copy_or_quit(self) -> None:
         """Ctrl+C: as in a terminal, copy what the mouse selected (on the screen, so

@@ -1,7 +1,8 @@
-"""Modal screens: the key help, the log filter and the token prompt."""
+"""Modal screens: the key help, the log filter, the token prompt and the log search."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from rich.text import Text
@@ -57,7 +58,7 @@ class HelpScreen(ModalScreen[None]):
 class FilterScreen(ModalScreen[None]):
     """Pick the kinds of line the log shows; applied as you toggle."""
 
-    BINDINGS = [Binding("escape,f,slash", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,f", "dismiss", "Close")]
 
     def __init__(self, shown: frozenset[str], on_change: Callable[[frozenset[str]], None]) -> None:
         super().__init__()
@@ -95,3 +96,38 @@ class TokenScreen(ModalScreen[str | None]):
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         self.dismiss(message.value.strip() or None)
+
+
+class SearchScreen(ModalScreen[str | None]):
+    """Type what to look for in the event log (text or a regular expression); dismissed
+    with it, or None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, last: str = "") -> None:
+        super().__init__()
+        self._last = last
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="search-box"):
+            yield Static(
+                "Search the event log: text, or a regular expression (a capital letter makes "
+                "it match case). Enter finds the newest match; n older, N newer; escape clears.",
+                id="search-title",
+            )
+            yield Input(
+                value=self._last, placeholder="job id, queue, type, anything", id="search-input"
+            )
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        self.dismiss(message.value or None)
+
+
+def search_pattern(text: str) -> re.Pattern[str]:
+    """``text`` as a regular expression, or as plain text when it is not one; case-blind
+    unless it holds a capital letter (smart case, as in vim and ripgrep)."""
+    flags = 0 if any(c.isupper() for c in text) else re.IGNORECASE
+    try:
+        return re.compile(text, flags)
+    except re.error:
+        return re.compile(re.escape(text), flags)

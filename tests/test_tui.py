@@ -296,14 +296,14 @@ async def test_pause_holds_lines_and_resume_shows_them(
 
 
 async def test_clear_and_filter(app_on_bridge: BbbApp, publish: Publisher) -> None:
-    """c empties the log; the filter (f or /) shows only the chosen kinds."""
+    """c empties the log; the filter (f) shows only the chosen kinds."""
     app = app_on_bridge
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(app)
         await publish(EventType.JOB_REFRESH, "j-1")
         await publish(EventType.QUEUE_REFRESH, "q-1")
         await wait_for(lambda: "q-1" in log_text(app), what="both lines")
-        await pilot.press("slash")
+        await pilot.press("f")
         assert isinstance(app.screen, FilterScreen)
         app.set_filter(frozenset({"queue-refresh"}))
         assert "q-1" in log_text(app) and "j-1" not in log_text(app)
@@ -564,3 +564,33 @@ async def test_ctrl_c_copies_a_selection_and_quits_without_one() -> None:
         await pilot.press("ctrl+c")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_search_finds_marks_and_steps_through_matches() -> None:
+    """/ then text: the newest match is shown (following stops) and marked; n goes to
+    older matches, N to newer; a capital letter makes it match case; escape clears."""
+    app = BbbApp(TuiSettings(), connect=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        ids = [f"job-{n}" for n in range(300)]
+        app.monitor.feed_many([encode_event(EventType.SINGLE_JOB_REFRESH, i) for i in ids])
+        app.flush(force=True)
+        await pilot.pause()
+        log = app.query_one(EventLog)
+        await pilot.press("slash")
+        await pilot.press(*"job-1[0-9]$", "enter")
+        await pilot.pause()
+        assert "search 'job-1[0-9]$': 10 of 10" in str(log.border_title)
+        assert not log.following
+        shown = log.lines[log.scroll_offset.y : log.scroll_offset.y + log.size.height]
+        assert any(line.endswith("jobId=job-19") for line in shown)
+        await pilot.press("n", "n")
+        assert "8 of 10" in str(log.border_title)
+        await pilot.press("N")
+        assert "9 of 10" in str(log.border_title)
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"JOB-", "enter")  # the last one, cleared
+        await pilot.pause()
+        assert "search 'JOB-': no match" in str(log.border_title)
+        await pilot.press("escape")
+        assert "search" not in str(log.border_title)
+        await pilot.press("end")
+        assert log.following

@@ -40,8 +40,16 @@ class KindHighlighter(Highlighter):
     _line = re.compile(r"^(\S+)  (\S+)")
     _styles = {kind: Style.parse(colour) for kind, colour in KIND_COLOURS.items()}
     _stamp = Style(dim=True)
+    _found = Style(reverse=True, bold=True)
+
+    def __init__(self) -> None:
+        self.search: re.Pattern[str] | None = None  # what a search marks, in every line
 
     def highlight(self, text: Text) -> None:
+        if self.search is not None:
+            for found in self.search.finditer(text.plain):
+                if found.end() > found.start():
+                    text.stylize(self._found, *found.span())
         match = self._line.match(text.plain)
         if match is None:
             return
@@ -139,6 +147,22 @@ class EventLog(Log):
         a crash. This log never scrolls sideways (overflow-x: hidden), so the width of
         the longest line is not needed: nothing to measure.
         """
+
+    def mark(self, search: re.Pattern[str] | None) -> None:
+        """Mark what ``search`` matches in every line (None: nothing)."""
+        assert isinstance(self.highlighter, KindHighlighter)
+        self.highlighter.search = search
+        self._render_line_cache.clear()
+        self.refresh()
+
+    def matches(self, search: re.Pattern[str]) -> list[int]:
+        """The lines ``search`` matches, by index, oldest first."""
+        return [n for n, line in enumerate(self.lines) if search.search(line)]
+
+    def show_line(self, index: int) -> None:
+        """Scroll so that line ``index`` is in the middle (and stop following)."""
+        self.following = False
+        self.scroll_to(y=max(index - self.size.height // 2, 0), animate=False, immediate=True)
 
     def replace(self, lines: list[str]) -> None:
         self.clear()
