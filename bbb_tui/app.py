@@ -28,6 +28,7 @@ from bbb_tui.fetcher import Fetcher
 from bbb_tui.monitor import KINDS, Monitor
 from bbb_tui.publisher import TestEventPublisher
 from bbb_tui.queue_stats import QueueRow, QueueStats
+from bbb_tui.recording import BadRecording, Recorder, replay
 from bbb_tui.screens import FilterScreen, HelpScreen, SearchScreen, TokenScreen, search_pattern
 from bbb_tui.widgets.bullmq import JobScreen, JobsView, QueuesView
 from bbb_tui.widgets.eventlog import EventLog
@@ -69,6 +70,9 @@ class TuiSettings:
     #: What the cache fetches: simulated, or bullmq (real data; "auto" is settled by the CLI).
     data: str = "simulated"
     bullmq_prefix: str = DEFAULT_BULLMQ_PREFIX
+    record: str | None = None  # append every received frame to this JSON Lines file
+    replay: str | None = None  # play this recording back instead of connecting
+    replay_speed: float = 1.0  # ... at this many times its pace (0: as fast as possible)
 
 
 class BbbApp(App[None]):
@@ -177,9 +181,10 @@ class BbbApp(App[None]):
             self.cache, capacity=self.settings.log_lines, clock=clock, wallclock=wallclock
         )
         self.publisher = TestEventPublisher(self.settings.redis_url, self.settings.prefix)
+        self.recorder = Recorder(self.settings.record) if self.settings.record else None
         self.client = BridgeClient(
             self.settings.url,
-            self.monitor.feed_many,
+            self._on_frames if self.recorder else self.monitor.feed_many,
             self.on_status,
             resume=self.monitor.resume_point,
             token=self.settings.token,
@@ -261,6 +266,8 @@ class BbbApp(App[None]):
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         await self.publisher.aclose()
+        if self.recorder is not None:
+            self.recorder.close()
         if self.fetcher is not None:
             self.fetcher.stop()
             await self.data.aclose()
@@ -484,8 +491,29 @@ class BbbApp(App[None]):
             self.client.reconnect_now()
 
     def _start_client(self) -> None:
-        if self._connect:
+        if self.settings.replay is not None:
+            self.run_worker(self._replay(self.settings.replay), name="replay", exclusive=True)
+        elif self._connect:
             self.run_worker(self.client.run(), name="websocket", exclusive=True)
+
+    def _on_frames(self, frames: list[str | bytes]) -> None:
+        """A read from the bridge, recorded (--record) before it is shown."""
+        assert self.recorder is not None
+        self.recorder.write(frames)
+        self.monitor.feed_many(frames)
+
+    async def _replay(self, path: str) -> None:
+        """Play a recording through the monitor, as if a bridge sent it now."""
+        speed = self.settings.replay_speed
+        pace = f"x{speed:g}" if speed else "as fast as possible"
+        self.on_status(ConnStatus(ConnState.CONNECTED, f"replay of {path} ({pace})",
+                                  connected_at=self._clock(), connections=1))  # fmt: skip
+        try:
+            count = await replay(path, self.monitor.feed_many, speed=speed)
+        except (OSError, BadRecording) as exc:
+            self.monitor.note(f"replay stopped: {exc}")
+            return
+        self.monitor.note(f"replay finished: {count:,} frames of {path}")
 
     def action_token(self) -> None:
         self.push_screen(TokenScreen(), self._use_token)
@@ -534,7 +562,9 @@ class BbbApp(App[None]):
         if action == "view":
             return self.real
         if action in PUBLISHING_ACTIONS:
-            return not self.settings.read_only
+            return not (self.settings.read_only or self.settings.replay)
+        if action in ("reconnect", "token") and self.settings.replay:
+            return False  # a replay has no bridge
         if action == "token":  # offered after a refusal, or when a token is in use
             return self.client.stopped or bool(self.client.token or self.client.token_file)
         return True

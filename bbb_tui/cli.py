@@ -13,7 +13,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 from bbb_tui.app import BbbApp, TuiSettings
-from bridge.checks import split_redis_urls
+from bridge.checks import nonempty, split_redis_urls
 from bridge.config import (
     BULLMQ_PREFIX,
     DEFAULT_REDIS_URL,
@@ -98,6 +98,30 @@ OPTIONS: tuple[Option, ...] = (
     ),
     BULLMQ_PREFIX,
     Option(
+        "--record",
+        "append every frame received, with when it arrived, to this JSON Lines file",
+        nonempty,
+        env=("BBB_RECORD",),
+        metavar="FILE",
+        bad=("",),
+    ),
+    Option(
+        "--replay",
+        "play a recording (`--record`) back instead of connecting to a bridge",
+        nonempty,
+        env=("BBB_REPLAY",),
+        metavar="FILE",
+        bad=("",),
+    ),
+    Option(
+        "--speed",
+        "with `--replay`: times the recorded pace (0: as fast as possible)",
+        number(0, 10_000),
+        1.0,
+        env=("BBB_REPLAY_SPEED",),
+        metavar="N",
+    ),
+    Option(
         "--fetch-latency",
         "seconds each simulated query refetch takes",
         number(0, 60),
@@ -171,6 +195,9 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         read_only=args.read_only,
         data=args.data,
         bullmq_prefix=args.bullmq_prefix,
+        record=args.record,
+        replay=args.replay,
+        replay_speed=args.speed,
     )
 
 
@@ -188,12 +215,44 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"bbb-tui: error: {sanitize(str(exc))}", file=sys.stderr)
         return 2
+    if settings.record is not None and (problem := unwritable(settings.record)):
+        print(f"bbb-tui: error: {sanitize(problem)}", file=sys.stderr)
+        return 2
+    if settings.replay is not None:
+        problem = recording_problem(settings.replay)
+        if problem:
+            print(f"bbb-tui: error: {sanitize(problem)}", file=sys.stderr)
+            return 2
+        BbbApp(replace(settings, data="simulated", record=None)).run()
+        return 0
     if args.demo:
         if args.sources["bullmq_prefix"] == "default":  # the user's own queues stay apart
             settings = replace(settings, bullmq_prefix=DEMO_PREFIX)
         return asyncio.run(run_demo(settings, args.rate, configured_redis=args.redis_url))
     BbbApp(asyncio.run(choose_data(settings))).run()
     return 0
+
+
+def unwritable(path: str) -> str | None:
+    """Why ``--record`` cannot append to ``path``, or None."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            return None
+    except OSError as exc:
+        return f"--record: cannot write {path}: {exc.strerror or exc}"
+
+
+def recording_problem(path: str) -> str | None:
+    """Why ``path`` cannot be replayed (unreadable, or its first line is no recording)."""
+    from bbb_tui.recording import BadRecording, read_recording
+
+    try:
+        next(read_recording(path), None)
+    except OSError as exc:
+        return f"--replay: cannot read {path}: {exc.strerror or exc}"
+    except BadRecording as exc:
+        return f"--replay: {exc}"
+    return None
 
 
 async def choose_data(settings: TuiSettings) -> TuiSettings:

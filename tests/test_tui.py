@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from textual.widgets import Input, Static
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cache import BASE_KEYS, key_label
+from bbb_tui.cli import main as tui_main
 from bbb_tui.client import ConnState, ConnStatus
 from bbb_tui.monitor import KINDS
+from bbb_tui.recording import read_recording
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
@@ -594,3 +597,48 @@ async def test_search_finds_marks_and_steps_through_matches() -> None:
         assert "search" not in str(log.border_title)
         await pilot.press("end")
         assert log.following
+
+
+async def test_a_recording_replays_what_was_received(
+    bridge: Bridge, redis_server: RedisServer, prefix: str, publish: Publisher, tmp_path: Path
+) -> None:
+    """--record appends every frame with its arrival time (plain JSON Lines); --replay
+    plays it back through the same monitor, with no bridge: the same events, in order."""
+    path = str(tmp_path / "rec.jsonl")
+    settings = TuiSettings(url=f"ws://127.0.0.1:{bridge.port}", redis_url=redis_server.url,
+                           prefix=prefix, record=path)  # fmt: skip
+    app = BbbApp(settings)
+    async with app.run_test(size=(120, 40)):
+        await connected(app)
+        for n in range(5):
+            await publish(EventType.SINGLE_JOB_REFRESH, f"rec-{n}\x1b]0;title\x07")
+        await wait_for(lambda: app.monitor.events == 5, what="5 events")
+    recorded = list(read_recording(path))  # (time, frame) of each JSON line
+    assert all(time.time() - 60 < when <= time.time() for when, _ in recorded)
+    assert sum("rec-" in frame for _, frame in recorded) == 5
+
+    replayed = BbbApp(TuiSettings(replay=path, replay_speed=0))
+    async with replayed.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: "replay finished" in log_text(replayed), 5, what="the end")
+        assert replayed.monitor.events == 5
+        assert "replay of" in status_line(replayed)
+        text = log_text(replayed)
+        assert [f"rec-{n}" in text for n in range(5)] == [True] * 5
+        assert "\x1b" not in text and "\\x1b]0;title" in text
+        assert replayed.check_action("fire", (0,)) is False  # no publishing, no bridge
+        await pilot.press("q")
+
+
+def test_recording_mistakes_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    for argv, said in (
+        (["--replay", str(tmp_path / "none.jsonl")], "cannot read"),
+        (["--replay", str(bad)], "line 1: not a recording line"),
+        (["--record", str(tmp_path / "no-dir" / "x.jsonl")], "--record: cannot write"),
+    ):
+        assert tui_main(argv, {}) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1

@@ -1,0 +1,91 @@
+"""Recordings: every frame a bridge sent, with when it arrived, as JSON Lines.
+
+``bbb-tui --record FILE`` appends one line per received frame::
+
+    {"t": 1796179637.651, "frame": "{\"type\":\"job-refresh\",\"data\":{\"jobId\":\"7\"}}"}
+
+(``t``: seconds since the epoch; ``frame``: the frame as received, a JSON string, so a
+hostile frame stays data: ``jq -r .frame`` gives it back). ``bbb-tui --replay FILE``
+plays one back through the same monitor, with no bridge, at its own pace or faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import IO
+
+#: A replay sleeps no longer than this between two frames (a night's silence is skipped).
+MAX_GAP = 2.0
+#: Frames handed to the monitor at once while replaying (as a network read would).
+BATCH = 500
+
+
+class Recorder:
+    """Appends each batch of frames to ``path``, flushed per batch: a crash loses nothing
+    written before it."""
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._clock = clock
+        self.frames = 0
+
+    def write(self, frames: list[str | bytes]) -> None:
+        now = round(self._clock(), 6)
+        lines = []
+        for frame in frames:
+            text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+            lines.append(json.dumps({"t": now, "frame": text}) + "\n")
+        self._file.write("".join(lines))
+        self._file.flush()
+        self.frames += len(frames)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class BadRecording(ValueError):
+    """A line of a recording that is not one (the message says which and why)."""
+
+
+def read_recording(path: str) -> Iterator[tuple[float, str]]:
+    """(arrival time, frame) of each line; raises BadRecording at the first bad one."""
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                when, frame = entry["t"], entry["frame"]
+                if not isinstance(when, int | float) or not isinstance(frame, str):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                raise BadRecording(
+                    f"{path}, line {number}: not a recording line "
+                    '({"t": seconds, "frame": "..."})'
+                ) from None
+            yield float(when), frame
+
+
+async def replay(path: str, feed: Callable[[list[str | bytes]], None], *, speed: float) -> int:
+    """Hand the recording's frames to ``feed`` at ``speed`` times their pace (0: as fast as
+    possible), at most :data:`MAX_GAP` s apart, in batches; return how many."""
+    batch: list[str | bytes] = []
+    previous: float | None = None
+    count = 0
+    for when, frame in read_recording(path):
+        gap = 0.0 if previous is None or speed == 0 else (when - previous) / speed
+        previous = when
+        if batch and (gap > 0.001 or len(batch) >= BATCH):
+            feed(batch)
+            count += len(batch)
+            batch = []
+            await asyncio.sleep(min(gap, MAX_GAP))
+        batch.append(frame)
+    if batch:
+        feed(batch)
+        count += len(batch)
+    return count
