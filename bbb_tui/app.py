@@ -70,6 +70,7 @@ class TuiSettings:
     #: What the cache fetches: simulated, or bullmq (real data; "auto" is settled by the CLI).
     data: str = "simulated"
     bullmq_prefix: str = DEFAULT_BULLMQ_PREFIX
+    theme: str | None = None  # a Textual theme's name (None: Textual's default)
     record: str | None = None  # append every received frame to this JSON Lines file
     replay: str | None = None  # play this recording back instead of connecting
     replay_speed: float = 1.0  # ... at this many times its pace (0: as fast as possible)
@@ -233,6 +234,8 @@ class BbbApp(App[None]):
         # that took up to ~80 ms under load here. Objects alive after start-up move to
         # the permanent generation, and young collections run less often while a burst
         # allocates millions of short-lived objects.
+        if self.settings.theme:
+            self.theme = self.settings.theme
         gc.freeze()
         gc.set_threshold(20_000, 20, 50)
         self.table.border_title = (

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
+from textual.theme import BUILTIN_THEMES
+
 from bbb_tui.app import BbbApp, TuiSettings
 from bridge.checks import nonempty, split_redis_urls
 from bridge.config import (
@@ -97,6 +99,14 @@ OPTIONS: tuple[Option, ...] = (
         env=("BBB_DATA",),
     ),
     BULLMQ_PREFIX,
+    Option(
+        "--theme",
+        "colours: any Textual theme (" + ", ".join(sorted(BUILTIN_THEMES)) + ")",
+        choice(*sorted(BUILTIN_THEMES)),
+        env=("BBB_THEME",),
+        metavar="NAME",
+        default_text="textual-dark",
+    ),
     Option(
         "--record",
         "append every frame received, with when it arrived, to this JSON Lines file",
@@ -195,6 +205,7 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         read_only=args.read_only,
         data=args.data,
         bullmq_prefix=args.bullmq_prefix,
+        theme=args.theme,
         record=args.record,
         replay=args.replay,
         replay_speed=args.speed,

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, SelectionList, Static
 
 from bbb_tui.monitor import KINDS
-from bbb_tui.widgets.eventlog import KIND_COLOURS
+from bbb_tui.widgets.eventlog import kind_style
 
 ABOUT = (
     "bbb-tui shows what Better Bull Board's web client does with each message from the bridge:\n"
@@ -66,8 +66,9 @@ class FilterScreen(ModalScreen[None]):
         self._on_change = on_change
 
     def compose(self) -> ComposeResult:
+        variables = self.app.get_css_variables()
         options = [
-            (Text(kind, style=KIND_COLOURS.get(kind, "")), kind, kind in self._shown)
+            (Text(kind, style=kind_style(kind, variables)), kind, kind in self._shown)
             for kind in KINDS
         ]
         with Vertical(id="filter-box"):

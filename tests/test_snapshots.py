@@ -15,10 +15,10 @@ WALL = 1_795_000_000.0  # the wall clock, frozen (times shown in the log and tab
 URL = "ws://localhost:8081"
 
 
-def scripted_app() -> BbbApp:
+def scripted_app(theme: str | None = None) -> BbbApp:
     """An app fed with a realistic mix of traffic, every clock frozen."""
-    app = BbbApp(TuiSettings(url=URL), connect=False, clock=lambda: NOW, wallclock=lambda: WALL)
-    return app
+    settings = TuiSettings(url=URL, theme=theme)
+    return BbbApp(settings, connect=False, clock=lambda: NOW, wallclock=lambda: WALL)
 
 
 async def play_traffic(pilot: Pilot[Any]) -> None:
@@ -51,6 +51,12 @@ def test_main_screen(snap_compare: Any) -> None:
 def test_main_screen_small_terminal(snap_compare: Any) -> None:
     """The main screen still reads at 80x24."""
     assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=play_traffic)
+
+
+def test_main_screen_light(snap_compare: Any) -> None:
+    """A light theme: every colour (kinds, zebra rows, states) comes from the theme."""
+    app = scripted_app("textual-light")
+    assert snap_compare(app, terminal_size=(120, 40), run_before=play_traffic)
 
 
 def test_help_screen(snap_compare: Any) -> None:

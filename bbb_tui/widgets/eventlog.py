@@ -19,31 +19,45 @@ from bbb_tui.monitor import INFO, MALFORMED, UNKNOWN
 from bbb_tui.widgets.safe import dim_escapes
 from bridge.core.sanitize import sanitize
 
+#: Each kind's colour, as a theme variable (with a style), so every theme reads well.
 KIND_COLOURS: dict[str, str] = {
-    "job-refresh": "#61afef",
-    "single-job-refresh": "#56b6c2",
-    "log-refresh": "#c678dd",
-    "job-log-refresh": "#d7a8ef",
-    "queue-refresh": "#98c379",
-    "single-queue-refresh": "#b8e08a",
-    "job-scheduler-refresh": "#e5c07b",
-    "single-job-scheduler-refresh": "#f0d58c",
-    UNKNOWN: "#d7875f",
-    MALFORMED: "bold #e06c75",
-    INFO: "italic #8a919c",
+    "job-refresh": "bold $text-primary",
+    "single-job-refresh": "$text-primary",
+    "log-refresh": "bold $text-secondary",
+    "job-log-refresh": "$text-secondary",
+    "queue-refresh": "bold $text-success",
+    "single-queue-refresh": "$text-success",
+    "job-scheduler-refresh": "bold $text-accent",
+    "single-job-scheduler-refresh": "$text-accent",
+    UNKNOWN: "bold $text-warning",
+    MALFORMED: "bold $text-error",
+    INFO: "italic dim",
 }
+
+
+def kind_style(kind: str, variables: dict[str, str]) -> Style:
+    """The Rich style of ``kind`` in a theme (its CSS variables)."""
+    words = KIND_COLOURS.get(kind, "").split()
+    colours = [variables.get(w[1:], "") if w.startswith("$") else w for w in words]
+    try:
+        return Style.parse(" ".join(c for c in colours if c))
+    except Exception:  # a theme whose colour Rich cannot read: plain, still readable
+        return Style()
 
 
 class KindHighlighter(Highlighter):
     """Colour the kind column, dim the timestamp and the visible escapes of each log line."""
 
     _line = re.compile(r"^(\S+)  (\S+)")
-    _styles = {kind: Style.parse(colour) for kind, colour in KIND_COLOURS.items()}
     _stamp = Style(dim=True)
     _found = Style(reverse=True, bold=True)
 
     def __init__(self) -> None:
         self.search: re.Pattern[str] | None = None  # what a search marks, in every line
+        self._styles: dict[str, Style] = {}  # by kind, from the theme (see EventLog)
+
+    def use_theme(self, variables: dict[str, str]) -> None:
+        self._styles = {kind: kind_style(kind, variables) for kind in KIND_COLOURS}
 
     def highlight(self, text: Text) -> None:
         if self.search is not None:
@@ -87,6 +101,15 @@ class EventLog(Log):
                 self._to_end()
             else:
                 self.unseen += len(lines)
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "theme", self._retheme)
+
+    def _retheme(self) -> None:
+        assert isinstance(self.highlighter, KindHighlighter)
+        self.highlighter.use_theme(self.app.get_css_variables())
+        self._render_line_cache.clear()
+        self.refresh()
 
     def follow(self) -> None:
         """Follow the newest line again (End, G)."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from rich.text import Text
+from textual._context import NoActiveAppError
 from textual.widget import Widget
 
 from bbb_tui.cache import BASE_KEYS, Query, QueryCache, QueryStatus, key_label
@@ -47,7 +48,6 @@ COLUMNS = tuple(COLUMN_WIDTHS)
 Cells = tuple[str, ...]
 _HEADER_STYLE = "bold"
 _STATUSES = {status.value for status in QueryStatus}
-_ZEBRA_STYLE = "on #262a30"
 
 
 class QueryTable(Widget):
@@ -112,10 +112,25 @@ class QueryTable(Widget):
         width = max(self.size.width, 40)
         text = Text(end="")
         text.append_text(_line(COLUMNS, width, style=_HEADER_STYLE))
+        zebra = self._zebra()
         for n, (_, cells) in enumerate(self._sorted_rows()):
             text.append("\n")
-            text.append_text(_line(cells, width, style=_ZEBRA_STYLE if n % 2 else ""))
+            text.append_text(_line(cells, width, style=zebra if n % 2 else ""))
         return text
+
+    def _zebra(self) -> str:
+        """Every other row's background: the theme's panel colour (dark or light alike)."""
+        try:
+            return f"on {self.app.get_css_variables()['panel']}"
+        except (KeyError, NoActiveAppError):  # not mounted in an app yet
+            return ""
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "theme", self._retheme, init=False)
+
+    def _retheme(self) -> None:
+        self._text = self._build()
+        self.refresh()
 
     def _sorted_rows(self) -> list[tuple[str, Cells]]:
         base = [
