@@ -89,6 +89,8 @@ class BbbApp(App[None]):
     ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer needs the room
     BINDINGS = [
         # The description is the footer's word; the tooltip is the help screen's line.
+        Binding("question_mark", "help", "help", tooltip="this help"),
+        Binding("q", "quit", "quit", tooltip="quit"),
         Binding("1", "fire(0)", "job", tooltip="publish job-refresh test-job-123 to Redis"),
         Binding("2", "fire(1)", "queue", tooltip="publish queue-refresh test-queue to Redis"),
         Binding(
@@ -133,8 +135,6 @@ class BbbApp(App[None]):
         ),
         Binding("plus", "rate(1.5)", "faster", tooltip="demo: publish faster (x1.5)"),
         Binding("minus", "rate(0.6667)", "slower", tooltip="demo: publish slower (/1.5)"),
-        Binding("question_mark", "help", "help", tooltip="this help"),
-        Binding("q", "quit", "quit", tooltip="quit"),
         Binding(
             "ctrl+c",
             "copy_or_quit",

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.actions import parse
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, SelectionList, Static
 
@@ -17,11 +17,11 @@ from bbb_tui.monitor import KINDS
 from bbb_tui.widgets.eventlog import kind_style
 
 ABOUT = (
-    "bbb-tui shows what Better Bull Board's web client does with each message from the bridge:\n"
-    "the event log, and the React Query cache each message invalidates and refetches: simulated,\n"
-    "or with BullMQ data real queues and jobs (v: queues, jobs, cache; Enter on a job opens it,\n"
-    "r reads it again, escape closes it). Test events (1-4, a) are published on the Redis\n"
-    "channels and come back through a bridge that reads them (--source pubsub or both)."
+    "bbb-tui shows what Better Bull Board's web client does with each message from the bridge: "
+    "the event log, and the React Query cache each message invalidates and refetches: "
+    "simulated, or with BullMQ data real queues and jobs (v: queues, jobs, cache; Enter on a "
+    "job opens it, r reads it again, escape closes it). Test events (1-4, a) are published on "
+    "the Redis channels and come back through a bridge that reads them (--source pubsub or both)."
 )
 
 
@@ -48,11 +48,12 @@ class HelpScreen(ModalScreen[None]):
         for keys, description in rows:
             keys_text.append(f"{keys:>{width}}  ", style="bold #61afef")
             keys_text.append(f"{description}\n")
-        keys_text.rstrip()
-        with Vertical(id="help-box"):
+        keys_text.append(f"{'PgUp, PgDn':>{width}}  ", style="bold #61afef")
+        keys_text.append("scroll the log or a table (or the mouse wheel); Up, Down move in a table")
+        with VerticalScroll(id="help-box"):  # scrolls when the terminal is too small for it
             yield Static(Text(ABOUT, style="dim"), id="help-about")
             yield Static(keys_text, id="help-keys")
-            yield Static(Text("escape or ? closes", style="dim italic"))
+            yield Static(Text("escape or ? closes; PgUp, PgDn scroll this", style="dim italic"))
 
 
 class FilterScreen(ModalScreen[None]):

@@ -67,3 +67,14 @@ def test_help_screen(snap_compare: Any) -> None:
         await pilot.press("question_mark")
 
     assert snap_compare(scripted_app(), terminal_size=(120, 40), run_before=open_help)
+
+
+def test_help_screen_small_terminal(snap_compare: Any) -> None:
+    """At 80x24 the help box fits the screen, border and all, and scrolls."""
+
+    async def open_help(pilot: Pilot[Any]) -> None:
+        await play_traffic(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=open_help)
