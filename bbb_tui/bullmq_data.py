@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from bbb_tui.queue_stats import STATES, QueueCounts
 from bridge.core.streams import meta_pattern, queue_of_meta
+from bridge.core.subscriptions import MAX_QUEUE_NAME  # as the bridge: longer are left out
 
 #: Jobs per queue and state looked at for the latest-jobs table.
 LATEST_PER_STATE = 5
@@ -26,8 +27,6 @@ LATEST_PER_STATE = 5
 OPEN_QUEUES = 4
 TIMEOUT = 5.0
 MAX_QUEUES = 1000
-#: Longer queue names are not shown (the bridge does not read them either).
-MAX_QUEUE_NAME = 256
 
 # state -> (Redis type, key suffix); BullMQ 5 keeps paused jobs in "paused", 6 in "wait".
 _COUNTED = (

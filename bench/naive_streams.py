@@ -16,11 +16,9 @@ import json
 from typing import Any
 
 from bullmq import QueueEvents
-from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.asyncio.server import broadcast, serve
 
-from bridge.core.protocol import GREETING
-
-CLIENTS: set[ServerConnection] = set()
+from bench.naive_bridge import CLIENTS, handler  # the same clients, greeted the same way
 
 
 class Rebroadcast(QueueEvents):  # type: ignore[misc]
@@ -30,15 +28,6 @@ class Rebroadcast(QueueEvents):  # type: ignore[misc]
         data = {"jobId": args.get("jobId", ""), "queueName": self.name,
                 "event": args.get("event"), "streamId": entry_id}  # fmt: skip
         broadcast(CLIENTS, json.dumps({"type": "single-job-refresh", "data": data}))
-
-
-async def handler(ws: ServerConnection) -> None:
-    await ws.send(GREETING.decode())
-    CLIENTS.add(ws)
-    try:
-        await ws.wait_closed()
-    finally:
-        CLIENTS.discard(ws)
 
 
 async def main() -> None:

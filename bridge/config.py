@@ -25,7 +25,12 @@ from bridge.checks import (
     secret_problem,
 )
 from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_PORT, DEFAULT_WEBSOCKET_URL
-from bridge.core.streams import DEFAULT_BULLMQ_PREFIX, DEFAULT_RESCAN
+from bridge.core.streams import (
+    DEFAULT_BULLMQ_PREFIX,
+    DEFAULT_RESCAN,
+    MAX_QUEUES_READ,
+)
+from bridge.core.subscriptions import MAX_QUEUE_NAME
 from bridge.options import ConfigError, Option, boolean, choice, number, whole
 
 __all__ = ["ConfigError", "Settings"]
@@ -197,15 +202,17 @@ BULLMQ_PREFIX = Option(
 
 
 def queue_names(raw: list[str]) -> tuple[str, ...]:
-    """Queue names, each of 1 to 256 bytes; at most 10,000."""
+    """Queue names, each of 1 to MAX_QUEUE_NAME bytes; at most MAX_QUEUES_READ."""
     names = tuple(dict.fromkeys(raw))
     if not names:
         raise ValueError("must name at least one queue")
-    if len(names) > 10_000:
-        raise ValueError("at most 10,000 queues")
+    if len(names) > MAX_QUEUES_READ:
+        raise ValueError(f"at most {MAX_QUEUES_READ:,} queues")
     for name in names:
-        if len(name.encode()) > 256:
-            raise ValueError(f"a queue name is 256 bytes at most, got {name[:20]!r}...")
+        if len(name.encode()) > MAX_QUEUE_NAME:
+            raise ValueError(
+                f"a queue name is {MAX_QUEUE_NAME} bytes at most, got {name[:20]!r}..."
+            )
     return names
 
 

@@ -184,7 +184,7 @@ class EventLog(Log):
 
     def show_line(self, index: int) -> None:
         """Scroll so that line ``index`` is in the middle (and stop following)."""
-        self.following = False
+        self._look_back()
         self.scroll_to(y=max(index - self.size.height // 2, 0), animate=False, immediate=True)
 
     def replace(self, lines: list[str]) -> None:

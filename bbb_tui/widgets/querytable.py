@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 
 from rich.text import Text
-from textual._context import NoActiveAppError
 from textual.widget import Widget
 
 from bbb_tui.cache import BASE_KEYS, Query, QueryCache, QueryStatus, key_label
@@ -71,6 +70,7 @@ class QueryTable(Widget):
         self._wallclock = wallclock
         self._cells: dict[str, Cells] = {}  # row key -> what it shows, in display order
         self._text = Text()
+        self._zebra = ""  # every other row's background (see _retheme)
 
     def cells(self, row: str) -> dict[str, str]:
         """What row ``row`` (a base key label or ``slot-N``) shows, by column name."""
@@ -112,23 +112,19 @@ class QueryTable(Widget):
         width = max(self.size.width, 40)
         text = Text(end="")
         text.append_text(_line(COLUMNS, width, style=_HEADER_STYLE))
-        zebra = self._zebra()
         for n, (_, cells) in enumerate(self._sorted_rows()):
             text.append("\n")
-            text.append_text(_line(cells, width, style=zebra if n % 2 else ""))
+            text.append_text(_line(cells, width, style=self._zebra if n % 2 else ""))
         return text
 
-    def _zebra(self) -> str:
-        """Every other row's background: the theme's panel colour (dark or light alike)."""
-        try:
-            return f"on {self.app.get_css_variables()['panel']}"
-        except (KeyError, NoActiveAppError):  # not mounted in an app yet
-            return ""
-
     def on_mount(self) -> None:
-        self.watch(self.app, "theme", self._retheme, init=False)
+        self.watch(self.app, "theme", self._retheme)
 
     def _retheme(self) -> None:
+        """Every other row's background: the theme's panel colour (dark or light alike),
+        looked up when the theme changes, not on every redraw."""
+        panel = self.app.get_css_variables().get("panel")
+        self._zebra = f"on {panel}" if panel else ""
         self._text = self._build()
         self.refresh()
 

@@ -20,6 +20,8 @@ from bridge.core.protocol import GENERIC, Change, EventType, glob_escape
 
 DEFAULT_BULLMQ_PREFIX = "bull"
 DEFAULT_RESCAN = 10.0  # seconds between looks for new queues
+#: Queues read at most (each is a stream key on every XREAD).
+MAX_QUEUES_READ = 10_000
 #: BullMQ's queue-level events (no ``jobId``): a queue's state changed, not one job's.
 QUEUE_EVENTS = frozenset({"drained", "paused", "resumed", "cleaned"})
 #: An ``event`` name longer than this is cut (BullMQ's are under 20 characters).

@@ -176,9 +176,13 @@ class Bridge:
         down = [d for source in self.sources if (d := source.down_for) is not None]
         return max(down, default=None)
 
+    def sources_down(self) -> int:
+        """How many sources are without Redis now."""
+        return sum(source.state is not SourceState.SUBSCRIBED for source in self.sources)
+
     def health(self) -> tuple[HTTPStatus, dict[str, str | int]]:
         """What ``GET /healthz`` answers: 200 while every source reads Redis, else 503."""
-        up = all(source.state is SourceState.SUBSCRIBED for source in self.sources)
+        up = not self.sources_down()
         body: dict[str, str | int] = {
             "status": "ok" if up else "degraded",
             "redis": "connected" if up else "disconnected",
@@ -203,7 +207,7 @@ class Bridge:
             deliveries=hub.deliveries,
             bytes_out=hub.bytes_out,
             dropped=dropped,
-            redis_up=all(source.subscribed.is_set() for source in sources),
+            redis_up=not self.sources_down(),
             redis_reconnects=sum(source.reconnects for source in sources),
             last_seq=self.journal.seq,
             streams=None
@@ -224,7 +228,7 @@ class Bridge:
     def _on_redis_down(self) -> None:
         """Tell every client that events stop until Redis is back (they show it): once,
         when the first source loses it."""
-        if sum(source.state is not SourceState.SUBSCRIBED for source in self.sources) == 1:
+        if self.sources_down() == 1:
             self.hub.broadcast([REDIS_DOWN_FRAME])
 
     def _on_redis_up(self, down_for: float, reconnect: bool) -> None:
@@ -235,8 +239,7 @@ class Bridge:
     def _on_streams_up(self, down_for: float, reconnect: bool) -> None:
         """The streams read on from where they were: nothing was missed, no refetch. Once
         every source is back, clients are told so (a pub/sub loss gets its own resync)."""
-        up = all(source.state is SourceState.SUBSCRIBED for source in self.sources)
-        if up and (reconnect or len(self.hub)):
+        if not self.sources_down() and (reconnect or len(self.hub)):
             self.hub.broadcast([encode_redis_up(down_for)])
 
     def _on_stream_trimmed(self, queues: list[str]) -> None:

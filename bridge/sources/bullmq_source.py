@@ -29,6 +29,7 @@ from bridge.core.backoff import Backoff
 from bridge.core.protocol import Change, EventType, decode_payload
 from bridge.core.streams import (
     DEFAULT_RESCAN,
+    MAX_QUEUES_READ,
     changes_of,
     coarse_of,
     just_before,
@@ -39,6 +40,7 @@ from bridge.core.streams import (
     stream_key,
     trimmed_past,
 )
+from bridge.core.subscriptions import MAX_QUEUE_NAME  # longer: not filterable, left out
 from bridge.sources.resp import RedisLink, RedisRefused, command
 from bridge.sources.supervisor import Supervised
 
@@ -63,16 +65,12 @@ return ends
 #: entries in, on every read): a stream trimmed or reset while the bridge was busy,
 #: frozen or away is seen before its next entries are read.
 CHECK_ALL = 0.25
-#: Longer queue names are left out (said once): they would ride on every frame.
-MAX_QUEUE_NAME = 256
 #: Positions of queues no longer watched, kept to read on from if they come back.
 REMEMBERED = 10_000
 #: Each queue's coarse pair (job-refresh "1", queue-refresh) goes at most this often: at
 #: once after a quiet spell, then for all that moved meanwhile. The per-job events go at
 #: once; lists a page shows need no more than ten refreshes a second.
 COARSE_INTERVAL = 0.1
-#: Queues watched at most (each is a stream key on every XREAD).
-MAX_QUEUES = 10_000
 
 
 class StreamSource(Supervised):
@@ -113,7 +111,7 @@ class StreamSource(Supervised):
         self._unread: set[bytes] = set()
         #: Queues left out because their events key is not a stream (said once each).
         self._wrong_type: set[bytes] = set()
-        self._too_long = 0  # queue names left out for their length (said once)
+        self._said_too_long = False  # a queue name left out for its length (said once)
         #: Where queues no longer watched were: read on from there if they come back.
         self._remembered: OrderedDict[bytes, bytes] = OrderedDict()
         #: Queues whose stream ends the next read looks at (see CHECK_ALL).
@@ -184,8 +182,8 @@ class StreamSource(Supervised):
                     continue
                 if len(queue) <= MAX_QUEUE_NAME:
                     found.add(queue)
-                elif not self._too_long:
-                    self._too_long += 1
+                elif not self._said_too_long:
+                    self._said_too_long = True
                     log.warning(
                         "Not reading a queue whose name is %d bytes (over %d): %r...",
                         len(queue),
@@ -200,7 +198,7 @@ class StreamSource(Supervised):
     ) -> None:
         """Start reading ``queues``: with ``start`` (the first time), from their current
         end (``start`` for an empty one); later, from the bridge's start."""
-        new = sorted(queues - self.positions.keys())[: MAX_QUEUES - len(self.positions)]
+        new = sorted(queues - self.positions.keys())[: MAX_QUEUES_READ - len(self.positions)]
         new = await self._streams_only(client, new)
         if not new:
             return
@@ -278,8 +276,9 @@ class StreamSource(Supervised):
 
     async def _read(self, client: RedisLink) -> None:
         """One XREAD of every stream (blocking up to :data:`MAX_BLOCK`), preceded in the
-        same round trip by each stream's first id: a stream whose first entry is past
-        where we read was trimmed while we were away (or busy, or stopped)."""
+        same round trip by the ends of the streams to check (see :data:`CHECK_ALL`): one
+        whose first entry is past where we read was trimmed while we were away (or busy,
+        or stopped); one whose last is behind it was made anew."""
         now = time.monotonic()
         until = min(self._next_scan, self._coarse_due if self._coarse else self._next_scan)
         block = max(min(MAX_BLOCK, until - now), 0.001)
