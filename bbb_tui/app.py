@@ -178,8 +178,15 @@ class BbbApp(App[None]):
             self.fetcher = None
         self._queue_rows: list[QueueRow] | None = None
         self._jobs: list[JobSummary] | None = None
+        #: While replaying, when the frames being shown arrived (their log lines say so).
+        self._replayed_at: float | None = None
         self.monitor = Monitor(
-            self.cache, capacity=self.settings.log_lines, clock=clock, wallclock=wallclock
+            self.cache,
+            capacity=self.settings.log_lines,
+            clock=clock,
+            wallclock=(lambda: self._replayed_at or wallclock())
+            if self.settings.replay
+            else wallclock,
         )
         self.publisher = TestEventPublisher(self.settings.redis_url, self.settings.prefix)
         self.recorder = Recorder(self.settings.record) if self.settings.record else None
@@ -505,6 +512,14 @@ class BbbApp(App[None]):
         self.recorder.write(frames)
         self.monitor.feed_many(frames)
 
+    def _replay_time(self) -> float:
+        """The time a replayed log line shows: when its frame arrived, not now."""
+        return self._replayed_at or self._wallclock()
+
+    def _feed_replayed(self, frames: list[str | bytes], when: float) -> None:
+        self._replayed_at = when
+        self.monitor.feed_many(frames)
+
     async def _replay(self, path: str) -> None:
         """Play a recording through the monitor, as if a bridge sent it now."""
         speed = self.settings.replay_speed
@@ -512,7 +527,7 @@ class BbbApp(App[None]):
         self.on_status(ConnStatus(ConnState.CONNECTED, f"replay of {path} ({pace})",
                                   connected_at=self._clock(), connections=1))  # fmt: skip
         try:
-            count = await replay(path, self.monitor.feed_many, speed=speed)
+            count = await replay(path, self._feed_replayed, speed=speed)
         except (OSError, BadRecording) as exc:
             self.monitor.note(f"replay stopped: {exc}")
             return

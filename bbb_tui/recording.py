@@ -70,22 +70,26 @@ def read_recording(path: str) -> Iterator[tuple[float, str]]:
             yield float(when), frame
 
 
-async def replay(path: str, feed: Callable[[list[str | bytes]], None], *, speed: float) -> int:
-    """Hand the recording's frames to ``feed`` at ``speed`` times their pace (0: as fast as
-    possible), at most :data:`MAX_GAP` s apart, in batches; return how many."""
+async def replay(
+    path: str, feed: Callable[[list[str | bytes], float], None], *, speed: float
+) -> int:
+    """Hand the recording's frames to ``feed``, with when they arrived, at ``speed`` times
+    their pace (0: as fast as possible), at most :data:`MAX_GAP` s apart, in batches of
+    frames that arrived together; return how many."""
     batch: list[str | bytes] = []
-    previous: float | None = None
+    batch_when = 0.0
     count = 0
     for when, frame in read_recording(path):
-        gap = 0.0 if previous is None or speed == 0 else (when - previous) / speed
-        previous = when
-        if batch and (gap > 0.001 or len(batch) >= BATCH):
-            feed(batch)
+        if batch and (when - batch_when > 0.001 or len(batch) >= BATCH):
+            feed(batch, batch_when)
             count += len(batch)
+            gap = (when - batch_when) / speed if speed else 0.0
             batch = []
-            await asyncio.sleep(min(gap, MAX_GAP))
+            await asyncio.sleep(min(max(gap, 0.0), MAX_GAP))
+        if not batch:
+            batch_when = when
         batch.append(frame)
     if batch:
-        feed(batch)
+        feed(batch, batch_when)
         count += len(batch)
     return count

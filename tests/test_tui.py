@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import time
@@ -22,7 +23,7 @@ from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.cache import BASE_KEYS, key_label
 from bbb_tui.cli import main as tui_main
 from bbb_tui.client import ConnState, ConnStatus
-from bbb_tui.monitor import KINDS
+from bbb_tui.monitor import KINDS, clock_time
 from bbb_tui.recording import read_recording
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
@@ -627,6 +628,22 @@ async def test_a_recording_replays_what_was_received(
         assert "\x1b" not in text and "\\x1b]0;title" in text
         assert replayed.check_action("fire", (0,)) is False  # no publishing, no bridge
         await pilot.press("q")
+
+
+async def test_a_replay_shows_when_each_event_arrived_then(tmp_path: Path) -> None:
+    """Replayed lines carry the times they were recorded at (what happened at 03:12), not
+    the time of the replay; gaps are kept at --speed 1 (capped)."""
+    path = tmp_path / "old.jsonl"
+    then = 1_795_000_000.25  # long ago
+    frames = [encode_event(EventType.SINGLE_JOB_REFRESH, f"old-{n}").decode() for n in range(3)]
+    path.write_text(
+        "".join(json.dumps({"t": then + n * 0.3, "frame": f}) + "\n" for n, f in enumerate(frames))
+    )
+    app = BbbApp(TuiSettings(replay=str(path), replay_speed=1))
+    async with app.run_test(size=(120, 40)):
+        await wait_for(lambda: "replay finished" in log_text(app), 5, what="the end")
+        lines = [line for line in app.query_one(EventLog).lines if "old-" in line]
+    assert [line[:12] for line in lines] == [clock_time(then + n * 0.3) for n in range(3)]
 
 
 def test_recording_mistakes_are_one_line(
