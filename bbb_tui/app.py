@@ -24,12 +24,21 @@ from bbb_tui.bullmq_data import BullmqData, JobSummary
 from bbb_tui.bullmq_workload import BullmqWorkload
 from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
+from bbb_tui.details import frame_of, saved_lines
 from bbb_tui.fetcher import Fetcher
-from bbb_tui.monitor import KINDS, Monitor
+from bbb_tui.monitor import KINDS, Monitor, clock_time
 from bbb_tui.publisher import TestEventPublisher
 from bbb_tui.queue_stats import QueueRow, QueueStats
 from bbb_tui.recording import BadRecording, Recorder, replay
-from bbb_tui.screens import FilterScreen, HelpScreen, SearchScreen, TokenScreen, search_pattern
+from bbb_tui.screens import (
+    DetailsScreen,
+    FilterScreen,
+    HelpScreen,
+    HistoryScreen,
+    SearchScreen,
+    TokenScreen,
+    search_pattern,
+)
 from bbb_tui.widgets.bullmq import JobScreen, JobsView, QueuesView
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
@@ -74,6 +83,7 @@ class TuiSettings:
     record: str | None = None  # append every received frame to this JSON Lines file
     replay: str | None = None  # play this recording back instead of connecting
     replay_speed: float = 1.0  # ... at this many times its pace (0: as fast as possible)
+    save_dir: str | None = None  # where s saves the kept events (None: the working folder)
 
 
 class BbbApp(App[None]):
@@ -118,6 +128,19 @@ class BbbApp(App[None]):
             tooltip="follow the newest events again (scrolling up in the log stops following)",
         ),
         Binding("f", "filter", "filter", tooltip="filter the event log by kind"),
+        Binding(
+            "y",
+            "copy_event",
+            "copy",
+            show=False,
+            tooltip="copy the selected event's JSON frame (the newest with no line selected)",
+        ),
+        Binding(
+            "s",
+            "save",
+            "save",
+            tooltip="save the kept events (as filtered) to a JSON Lines file --replay reads",
+        ),
         Binding(
             "slash",
             "search",
@@ -254,6 +277,7 @@ class BbbApp(App[None]):
         self.sparkline.tooltip = "events per second, last 60 s"
         self._update_log_title()
         self.cache.mount(self._clock())
+        self.event_log.focus()  # j, k, Enter act on the log first; Tab goes to the table
         self.flush()
         self.set_interval(FLUSH_INTERVAL, self.flush)
         self._start_client()
@@ -453,6 +477,43 @@ class BbbApp(App[None]):
         self.screen.clear_selection()
         self.notify(f"copied {len(selected):,} characters", timeout=2)
 
+    def on_event_log_opened(self, message: EventLog.Opened) -> None:
+        self.push_screen(DetailsScreen(message.entry))
+
+    def on_query_table_opened(self, message: QueryTable.Opened) -> None:
+        query = self.cache.queries.get(message.key)
+        if query is None:
+            return  # evicted between the key press and now
+
+        def when(t: float) -> str:
+            return clock_time(self._wallclock() - (self._clock() - t))
+
+        self.push_screen(HistoryScreen(query, when))
+
+    def action_copy_event(self) -> None:
+        """y: the selected event's frame (ASCII JSON: nothing in it acts on a terminal)."""
+        entry = self.event_log.selected
+        frame = None if entry is None else frame_of(entry[2])
+        if entry is None or frame is None:
+            self.notify("No event selected: Up or k selects a line of the log.", timeout=3)
+            return
+        self.copy_to_clipboard(frame)
+        self.notify(f"copied the {entry[0]} frame ({len(frame):,} characters)", timeout=2)
+
+    def action_save(self) -> None:
+        """s: the events the log keeps, as filtered, to a recording in the working folder."""
+        lines = saved_lines(self.event_log.entries)
+        name = time.strftime("bbb-events-%Y%m%d-%H%M%S.jsonl", time.localtime(self._wallclock()))
+        path = Path(self.settings.save_dir or ".", name).absolute()
+        try:
+            with open(path, "x", encoding="utf-8") as file:
+                file.writelines(lines)
+        except OSError as exc:
+            self.notify(f"Cannot save to {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.monitor.note(f"saved {len(lines):,} events to {path}")
+        self.notify(f"saved {len(lines):,} events to {path} (bbb-tui --replay reads it)")
+
     def action_follow(self) -> None:
         self.event_log.follow()
         self._update_log_title()
@@ -552,7 +613,7 @@ class BbbApp(App[None]):
         self.monitor.set_paused(not self.monitor.paused)
         if not self.monitor.paused and self._refilter_on_resume:
             self._refilter_on_resume = False
-            self.event_log.replace(self.monitor.visible_lines())  # the filter changed meanwhile
+            self.event_log.replace(self.monitor.visible_entries())  # the filter changed meanwhile
         self._update_log_title()
         self.flush(force=True)  # on resume, the held lines appear now, not on the next tick
 
@@ -570,7 +631,7 @@ class BbbApp(App[None]):
         if self.monitor.paused:
             self._refilter_on_resume = True  # a paused log does not change until resumed
         else:
-            self.event_log.replace(self.monitor.visible_lines())
+            self.event_log.replace(self.monitor.visible_entries())
         self._update_log_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

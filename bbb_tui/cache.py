@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bridge.core.protocol import Event, EventType, QueryKey, invalidated_keys
 from bridge.core.sanitize import sanitize
@@ -54,6 +54,20 @@ def key_label(key: QueryKey) -> str:
     return " ".join(key)
 
 
+#: Fetches a query remembers (its history, shown by Enter on its row).
+HISTORY = 50
+
+
+class Fetched(NamedTuple):
+    """One completed fetch and what led to it (times on the cache's clock)."""
+
+    invalidated_at: float | None  # the first invalidation of the burst (None: initial load)
+    invalidations: int  # how many came before it completed (a burst: one fetch)
+    started: float  # the fetch that answered (each invalidation restarts it)
+    finished: float
+    data: str
+
+
 @dataclass(slots=True)
 class Query:
     key: QueryKey
@@ -65,6 +79,9 @@ class Query:
     last_fetched: float | None = None
     last_duration: float | None = None
     data: str = "-"
+    invalidated_at: float | None = None  # when the current burst began
+    counted: int = 0  # invalidations already in the history
+    history: deque[Fetched] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
 
 @dataclass(slots=True)
@@ -249,6 +266,11 @@ class QueryCache:
         query.last_duration = now - started
         query.fetch_started = None
         query.data = sanitize(data)  # ids and names from the wire: made safe
+        burst = query.invalidations - query.counted
+        query.history.append(
+            Fetched(query.invalidated_at if burst else None, burst, started, now, query.data)
+        )
+        query.counted, query.invalidated_at = query.invalidations, None
         self.changed.add(key)
         return True
 
@@ -266,6 +288,8 @@ class QueryCache:
         query.invalidations += 1
         if query.status is _FETCHING:
             query.cancelled += 1  # React Query's cancelRefetch: the newer fetch wins
+        if query.invalidated_at is None:
+            query.invalidated_at = now  # a burst begins
         query.status = _FETCHING
         query.fetch_started = now
         key = query.key

@@ -124,6 +124,15 @@ OPTIONS: tuple[Option, ...] = (
         bad=("",),
     ),
     Option(
+        "--save-dir",
+        "where `s` saves the kept events (a recording `--replay` reads)",
+        nonempty,
+        env=("BBB_SAVE_DIR",),
+        metavar="DIR",
+        default_text="the working folder",
+        bad=("",),
+    ),
+    Option(
         "--speed",
         "with `--replay`: times the recorded pace (0: as fast as possible)",
         number(0, 10_000),
@@ -209,6 +218,7 @@ def settings_from(args: argparse.Namespace) -> TuiSettings:
         record=args.record,
         replay=args.replay,
         replay_speed=args.speed,
+        save_dir=args.save_dir,
     )
 
 

@@ -53,6 +53,10 @@ KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INF
 _PADDED = {kind: kind.ljust(len("job-scheduler-refresh")) for kind in KINDS}
 _MAX_VALUE = 120  # terminal cells of one data value shown in the log
 
+#: One kept log line: its kind, its text, the message it shows (None for the monitor's
+#: own lines) and when it arrived (seconds since the epoch). A plain tuple: one per event.
+Entry = tuple[str, str, "Message | None", float]
+
 
 def clean(text: str, limit: int = _MAX_VALUE) -> str:
     """Outside text as one safe line of at most ``limit`` cells (escapes visible, ``…`` cut)."""
@@ -145,7 +149,7 @@ class Monitor:
         self.redis_down_since: float | None = None
         self.by_type: Counter[str] = Counter()
         self.rate = RateMeter()
-        self.entries: deque[tuple[str, str]] = deque(maxlen=capacity)  # (kind, line)
+        self.entries: deque[Entry] = deque(maxlen=capacity)
         self._new = 0  # entries appended since the last drain
         self.paused = False
         self.held = 0  # entries that arrived while paused
@@ -169,7 +173,8 @@ class Monitor:
             self._after_greeting()
 
     def _take(self, messages: Iterable[Message], now: float) -> None:
-        stamp = self._timestamp()
+        wall = self._wallclock()
+        stamp = self._timestamp(wall)
         append = self.entries.append
         handle = self.cache.handle
         by_type = self.by_type
@@ -179,7 +184,9 @@ class Monitor:
             if type(message) is Event:
                 kind = message.type  # a StrEnum: hashes and compares as its str value
                 by_type[kind] += 1
-                append((kind, f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}"))
+                append(
+                    (kind, f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}", message, wall)
+                )
                 handle(message, now)
                 events += 1
                 last = message
@@ -225,11 +232,13 @@ class Monitor:
             )
         elif isinstance(message, Unknown):
             self.by_type[UNKNOWN] += 1
-            self._append(UNKNOWN, f"type '{clean(message.type, 40)}'  {format_data(message.data)}")
+            self._append(
+                UNKNOWN, f"type '{clean(message.type, 40)}'  {format_data(message.data)}", message
+            )
         else:
             assert isinstance(message, Malformed)
             self.by_type[MALFORMED] += 1
-            self._append(MALFORMED, f"{message.reason}: {clean(message.raw)}")
+            self._append(MALFORMED, f"{message.reason}: {clean(message.raw)}", message)
 
     # -- resuming after a reconnect ----------------------------------------------
 
@@ -292,15 +301,16 @@ class Monitor:
         """Add an informational line (connection changes, resyncs)."""
         self._append(INFO, clean(text, 300))
 
-    def _append(self, kind: LineKind, text: str) -> None:
-        stamp = self._timestamp()
-        self.entries.append((kind, f"{stamp}  {_PADDED[kind]}  {text}"))
+    def _append(self, kind: LineKind, text: str, message: Message | None = None) -> None:
+        wall = self._wallclock()
+        self.entries.append(
+            (kind, f"{self._timestamp(wall)}  {_PADDED[kind]}  {text}", message, wall)
+        )
         self._new += 1
         if self.paused:
             self.held += 1
 
-    def _timestamp(self) -> str:
-        wall = self._wallclock()
+    def _timestamp(self, wall: float) -> str:
         second = int(wall)
         if second != self._second:  # strftime once a second, not once a message
             self._second = second
@@ -314,7 +324,7 @@ class Monitor:
         """Lines the next :meth:`drain` would return (before the filter), at most."""
         return 0 if self.paused else min(self._new, len(self.entries))
 
-    def drain(self) -> list[str]:
+    def drain(self) -> list[Entry]:
         """The lines to append to the log since the last drain (none while paused).
 
         On resume, the next drain returns what arrived while paused (as much as the
@@ -327,14 +337,14 @@ class Monitor:
             return []
         return self._visible(islice(self.entries, len(self.entries) - new, None))
 
-    def visible_lines(self) -> list[str]:
-        """Every kept line that passes the filter: rebuilds the log after clear/filter/resume."""
+    def visible_entries(self) -> list[Entry]:
+        """Every kept entry that passes the filter: rebuilds the log after clear/filter/resume."""
         self._new = 0
         return self._visible(self.entries)
 
-    def _visible(self, entries: Iterable[tuple[str, str]]) -> list[str]:
+    def _visible(self, entries: Iterable[Entry]) -> list[Entry]:
         shown = self.shown
-        return [line for kind, line in entries if kind in shown]
+        return [entry for entry in entries if entry[0] in shown]
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused

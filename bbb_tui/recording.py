@@ -23,6 +23,11 @@ MAX_GAP = 2.0
 BATCH = 500
 
 
+def record_line(when: float, frame: str) -> str:
+    """One line of a recording: the frame, and when it arrived (seconds since the epoch)."""
+    return json.dumps({"t": round(when, 6), "frame": frame}) + "\n"
+
+
 class Recorder:
     """Appends each batch of frames to ``path``, flushed per batch: a crash loses nothing
     written before it."""
@@ -34,12 +39,13 @@ class Recorder:
         self.frames = 0
 
     def write(self, frames: list[str | bytes]) -> None:
-        now = round(self._clock(), 6)
-        lines = []
-        for frame in frames:
-            text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-            lines.append(json.dumps({"t": now, "frame": text}) + "\n")
-        self._file.write("".join(lines))
+        now = self._clock()
+        self._file.write(
+            "".join(
+                record_line(now, f.decode("utf-8", "replace") if isinstance(f, bytes) else f)
+                for f in frames
+            )
+        )
         self._file.flush()
         self.frames += len(frames)
 

@@ -1,7 +1,9 @@
-"""Modal screens: the key help, the log filter, the token prompt and the log search."""
+"""Modal screens: the key help, the log filter, the token prompt, the log search, and the
+details of a log line or a cache key."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -13,8 +15,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, SelectionList, Static
 
-from bbb_tui.monitor import KINDS
+from bbb_tui.cache import Query
+from bbb_tui.details import describe, pretty_frame
+from bbb_tui.monitor import KINDS, Entry
 from bbb_tui.widgets.eventlog import kind_style
+from bbb_tui.widgets.safe import safe_text
 
 ABOUT = (
     "bbb-tui shows what Better Bull Board's web client does with each message from the bridge: "
@@ -133,3 +138,90 @@ def search_pattern(text: str) -> re.Pattern[str]:
         return re.compile(text, flags)
     except re.error:
         return re.compile(re.escape(text), flags)
+
+
+class DetailsScreen(ModalScreen[None]):
+    """One log line in full: what it is, when it came, what it invalidated, its frame."""
+
+    BINDINGS = [
+        Binding("escape,enter,q", "dismiss", "Close"),
+        Binding("y", "app.copy_event", "copy JSON"),
+    ]
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__()
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        facts = describe(self.entry)
+        with VerticalScroll(id="details-box"):
+            yield Static(facts_text(facts), id="details-facts")
+            frame = pretty_frame(self.entry[2])
+            if frame is not None:
+                yield Static(Text("frame", style="bold"))
+                yield Static(
+                    Text("\n").join(safe_text(line) for line in frame.splitlines()),
+                    id="details-frame",
+                )
+            yield Static(Text("y copies the frame; escape closes", style="dim italic"))
+
+
+class HistoryScreen(ModalScreen[None]):
+    """One cache key: what it holds now, and its last fetches with what led to each."""
+
+    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close")]
+
+    def __init__(self, query: Query, when: Callable[[float], str]) -> None:
+        super().__init__()
+        self.cached = query
+        self._when = when  # a time on the cache's clock, as the wall clock said it
+
+    def compose(self) -> ComposeResult:
+        query = self.cached
+        facts = [
+            ("key", json.dumps(list(query.key), ensure_ascii=False)),
+            ("status", query.status.value),
+            (
+                "invalidated",
+                f"{query.invalidations:,} times ({query.cancelled:,} restarted a fetch)",
+            ),
+            ("fetches", f"{query.fetches:,}"),
+            ("data", query.data),
+        ]
+        lines = Text()
+        for fetch in reversed(query.history):
+            if fetch.invalidated_at is None:
+                cause = "initial load"
+            else:
+                times = "" if fetch.invalidations == 1 else f" ({fetch.invalidations:,} times)"
+                cause = f"invalidated {self._when(fetch.invalidated_at)}{times}"
+            took = (fetch.finished - fetch.started) * 1000
+            lines.append(f"{self._when(fetch.finished)}  ", style="bold")
+            lines.append(f"fetched in {took:.0f} ms  ")
+            lines.append(f"{cause}\n", style="dim")
+            lines.append("    ")
+            lines.append_text(safe_text(fetch.data))
+            lines.append("\n")
+        with VerticalScroll(id="details-box"):
+            yield Static(facts_text(facts), id="details-facts")
+            title = (
+                f"last {len(query.history)} fetches, newest first"
+                if query.history
+                else ("no fetch has completed yet")
+            )
+            yield Static(Text(title, style="bold"))
+            lines.rstrip()
+            yield Static(lines, id="history-lines")
+            yield Static(Text("escape closes", style="dim italic"))
+
+
+def facts_text(facts: list[tuple[str, str]]) -> Text:
+    """Label: value lines, the labels aligned; the values (from the wire) made safe."""
+    width = max(len(label) for label, _ in facts)
+    text = Text()
+    for label, value in facts:
+        text.append(f"{label:>{width}}  ", style="bold")
+        text.append_text(safe_text(value))
+        text.append("\n")
+    text.rstrip()
+    return text

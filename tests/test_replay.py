@@ -274,7 +274,7 @@ async def test_the_tui_resumes_and_counts_what_was_replayed(
         assert app.monitor.position.last_seq == 23
         # No refetch of everything: the replayed events were all it took.
         assert {k: app.cache.queries[k].invalidations for k in BASE_KEYS} == before
-        lines = "\n".join(line for _, line in app.monitor.entries)
+        lines = "\n".join(entry[1] for entry in app.monitor.entries)
         assert "replayed 20 event(s) missed while disconnected (seq 4-23)" in lines
 
 

@@ -106,7 +106,7 @@ def test_monitor_counts_every_kind_and_keeps_malformed_lines_marked() -> None:
     monitor.feed(b"\xff\xfe")
     assert (monitor.received, monitor.events, monitor.problems) == (4, 1, 3)
     assert (monitor.by_type[UNKNOWN], monitor.by_type[MALFORMED]) == (1, 2)
-    kinds = [kind for kind, _ in monitor.entries]
+    kinds = [entry[0] for entry in monitor.entries]
     assert kinds == ["job-refresh", UNKNOWN, MALFORMED, MALFORMED]
 
 
@@ -120,7 +120,7 @@ def test_monitor_drain_returns_only_new_lines_and_nothing_while_paused() -> None
     monitor.feed(encode_event(EventType.JOB_REFRESH, "b"))
     assert (monitor.drain(), monitor.held) == ([], 1)
     monitor.set_paused(False)
-    assert [line.split()[-1] for line in monitor.visible_lines()] == ["jobId=a", "jobId=b"]
+    assert [entry[1].split()[-1] for entry in monitor.visible_entries()] == ["jobId=a", "jobId=b"]
 
 
 def test_monitor_log_ring_is_bounded_but_counts_everything() -> None:
@@ -129,9 +129,9 @@ def test_monitor_log_ring_is_bounded_but_counts_everything() -> None:
     for i in range(25):
         monitor.feed(encode_event(EventType.SINGLE_JOB_REFRESH, str(i)))
     assert monitor.events == 25
-    lines = monitor.drain()
-    assert len(lines) == 10
-    assert lines[-1].endswith("jobId=24")
+    entries = monitor.drain()
+    assert len(entries) == 10
+    assert entries[-1][1].endswith("jobId=24")
 
 
 def test_monitor_filter_hides_other_kinds() -> None:
@@ -140,9 +140,9 @@ def test_monitor_filter_hides_other_kinds() -> None:
     monitor.feed(encode_event(EventType.JOB_REFRESH, "a"))
     monitor.feed(encode_event(EventType.QUEUE_REFRESH, "q"))
     monitor.shown = frozenset({"queue-refresh"})
-    assert [line.split()[-1] for line in monitor.visible_lines()] == ["queueName=q"]
+    assert [entry[1].split()[-1] for entry in monitor.visible_entries()] == ["queueName=q"]
     monitor.shown = frozenset(KINDS)
-    assert len(monitor.visible_lines()) == 2
+    assert len(monitor.visible_entries()) == 2
 
 
 def test_clean_keeps_hostile_text_on_one_bounded_line() -> None:
