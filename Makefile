@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-dev  ## benchmarks: scripts that print figures (not te
 	$(BIN)/python -m bench.fanout --clients 1 100 1000 5000
 	$(BIN)/python -m bench.memory --connections 15000
 	$(BIN)/python -m bench.tui_ingest --rate 5000 10000 20000 --seconds 10
+	$(BIN)/python -m bench.tui_ingest --rate 20000 --seconds 10 --modes following looking-back search record all
 	$(BIN)/python -m bench.modes --clients 50 --rate 500 --seconds 5
 	$(BIN)/python -m bench.groups --clients 2000 --events 20000
 	$(BIN)/python -m bench.streams --queues 50 --clients 100 --rate 10000

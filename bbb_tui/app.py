@@ -9,15 +9,19 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import ResponseError
-from textual.app import App, ComposeResult
+from textual.actions import parse
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static, TabbedContent, TabPane
 
 from bbb_tui.bullmq_data import BullmqData, JobSummary
@@ -43,6 +47,7 @@ from bbb_tui.widgets.bullmq import JobScreen, JobsView, QueuesView
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.status import status_text
+from bbb_tui.widgets.themed import palette_of
 from bridge.checks import redact
 from bridge.config import DEFAULT_REDIS_URL
 from bridge.core.protocol import DEFAULT_PREFIX, DEFAULT_WEBSOCKET_URL, SEED_EVENTS, EventType
@@ -62,6 +67,15 @@ LOG_BUSY_INTERVAL = 0.25
 #: SIGHUP when the terminal goes away. (Ctrl+C is a key here, not SIGINT.)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 STOP_GRACE = 3.0
+#: The panes' own actions, for the command palette: (what, keys, pane, action).
+PANE_COMMANDS = (
+    ("open the selected log line", "Enter in the log", "log", "open"),
+    ("select the line above in the log", "Up, k", "log", "cursor(-1)"),
+    ("the oldest line of the log", "Home, g", "log", "scroll_home"),
+    ("the history of the selected cache key", "Enter in the table", "table", "open"),
+    ("sort the cache table by the next column", "o", "table", "sort(1)"),
+    ("reverse the cache table's order", "O", "table", "reverse"),
+)
 #: The actions that write to Redis: off (and hidden) with --read-only.
 PUBLISHING_ACTIONS = frozenset({"fire", "fire_all"})
 
@@ -96,7 +110,9 @@ class BbbApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "bbb-tui"
-    ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer needs the room
+    COMMAND_PALETTE_BINDING = "ctrl+p"  # every action by name (get_system_commands)
+    #: Below 90 columns the rate sparkline gives its room to the status line.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
     BINDINGS = [
         # The description is the footer's word; the tooltip is the help screen's line.
         Binding("question_mark", "help", "help", tooltip="this help"),
@@ -257,7 +273,7 @@ class BbbApp(App[None]):
         else:
             yield self.table
         yield self.event_log
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # its room goes to ? and q
 
     def on_mount(self) -> None:
         # Latency: a full collection scans every object, and with Textual's widget tree
@@ -397,11 +413,14 @@ class BbbApp(App[None]):
             self.status,
             self.monitor,
             now,
+            palette=palette_of(self),
+            width=self.status_bar.size.width,
             read_only=self.settings.read_only,
             data="BullMQ data" if self.real else "simulated data",
         )
-        if text.plain != self._status_text:
-            self._status_text = text.plain
+        shown = f"{self.theme}\0{text.plain}"
+        if shown != self._status_text:
+            self._status_text = shown
             self.status_bar.update(text, layout=False)  # fixed size: no relayout
         second = int(now)
         if second != self._spark_second:
@@ -417,7 +436,10 @@ class BbbApp(App[None]):
         elif self._match_text:
             title += f" - search {self._match_text} (n, N, escape)"
         elif not self.event_log.following:
-            title += f" - \N{DOWNWARDS ARROW} {self.event_log.unseen:,} new (End follows)"
+            log = self.event_log
+            if log.cursor is not None:
+                title += f" - line {log.cursor + 1:,} of {len(log.entries):,} (Enter opens)"
+            title += f" - \N{DOWNWARDS ARROW} {log.unseen:,} new (End follows)"
         else:
             title += " - following"
         if title != self.event_log.border_title:
@@ -658,4 +680,33 @@ class BbbApp(App[None]):
         self.flush(force=True)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen([(keys, what) for keys, what, _ in self.key_table()]))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Ctrl+P: every key's action by name (those offered now), then Textual's own."""
+        for keys, description, action in self.key_table():
+            yield SystemCommand(
+                description[:1].upper() + description[1:],
+                f"key: {keys}",
+                partial(self.run_action, action),
+            )
+        for description, keys, target, action in PANE_COMMANDS:
+            widget = self.event_log if target == "log" else self.table
+            yield SystemCommand(
+                description[:1].upper() + description[1:],
+                f"key: {keys}",
+                partial(self.run_action, action, widget),
+            )
+        yield from super().get_system_commands(screen)
+
+    def key_table(self) -> list[tuple[str, str, str]]:
+        """(keys, what they do, action) of each app key offered now (as the footer does)."""
+        rows = []
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            _, action, parameters = parse(binding.action)
+            if self.check_action(action, parameters) is False:
+                continue  # hidden here as in the footer (the demo's keys, publishing keys)
+            keys = ", ".join(self.get_key_display(Binding(k, "")) for k in binding.key.split(","))
+            rows.append((keys, binding.tooltip or binding.description, binding.action))
+        return rows

@@ -7,8 +7,8 @@ import json
 import re
 from collections.abc import Callable
 
+from rich.table import Table
 from rich.text import Text
-from textual.actions import parse
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -20,6 +20,7 @@ from bbb_tui.details import describe, pretty_frame
 from bbb_tui.monitor import KINDS, Entry
 from bbb_tui.widgets.eventlog import kind_style
 from bbb_tui.widgets.safe import safe_text
+from bbb_tui.widgets.themed import palette_of
 
 ABOUT = (
     "bbb-tui shows what Better Bull Board's web client does with each message from the bridge: "
@@ -31,34 +32,39 @@ ABOUT = (
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key binding the app offers now (its BINDINGS, less what ``check_action`` hides)."""
+    """Every key the app offers now, then what the panes do with keys and the mouse."""
 
     BINDINGS = [
         Binding("escape,question_mark,q", "dismiss", "Close"),
     ]
 
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys  # (keys, what they do) of the app's keys offered now
+
     def compose(self) -> ComposeResult:
-        rows = []
-        for binding in self.app.BINDINGS:
-            assert isinstance(binding, Binding)
-            _, action, parameters = parse(binding.action)
-            if self.app.check_action(action, parameters) is False:
-                continue  # hidden here as in the footer (the demo's keys, publishing keys)
-            keys = ", ".join(
-                self.app.get_key_display(Binding(k, "")) for k in binding.key.split(",")
-            )
-            rows.append((keys, binding.tooltip or binding.description))
-        width = max(len(keys) for keys, _ in rows)
-        keys_text = Text()
-        for keys, description in rows:
-            keys_text.append(f"{keys:>{width}}  ", style="bold #61afef")
-            keys_text.append(f"{description}\n")
-        keys_text.append(f"{'PgUp, PgDn':>{width}}  ", style="bold #61afef")
-        keys_text.append("scroll the log or a table (or the mouse wheel); Up, Down move in a table")
+        keys_table = Table.grid(padding=(0, 2))
+        keys_table.add_column(justify="right", style=palette_of(self.app)["key"], no_wrap=True)
+        keys_table.add_column()  # wrapped, in its own column
+        for keys, description in self.keys + list(PANE_KEYS):
+            keys_table.add_row(keys, description)
         with VerticalScroll(id="help-box"):  # scrolls when the terminal is too small for it
             yield Static(Text(ABOUT, style="dim"), id="help-about")
-            yield Static(keys_text, id="help-keys")
+            yield Static(keys_table, id="help-keys")
             yield Static(Text("escape or ? closes; PgUp, PgDn scroll this", style="dim italic"))
+
+
+#: What the log and the table do with keys and the mouse (beside the app's keys).
+PANE_KEYS = (
+    ("tab", "the next pane: the log, the table (the focused one has a bright border)"),
+    ("up, down, k, j", "select a line of the log, a row of the table (scrolls to it)"),
+    ("enter", "open it: a log line's frame, seq and keys; a cache key's fetch history"),
+    ("PgUp, PgDn", "scroll a page (or the mouse wheel); scrolling the log up stops following"),
+    ("home, g", "the top; end or G: the bottom (the log follows again)"),
+    ("o, O", "sort the table by the next column, or reverse it (or click a header)"),
+    ("mouse", "click selects a line, double click opens it; drag selects text (ctrl+c copies)"),
+    ("ctrl+p", "the command palette: every action by name, and the themes"),
+)
 
 
 class FilterScreen(ModalScreen[None]):

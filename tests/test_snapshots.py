@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from bbb_tui.app import BbbApp, TuiSettings
@@ -43,20 +44,47 @@ async def play_traffic(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
-def test_main_screen(snap_compare: Any) -> None:
-    """The main screen at 120x40: connection, counters, cache table, coloured log."""
-    assert snap_compare(scripted_app(), terminal_size=(120, 40), run_before=play_traffic)
+SIZES = [(60, 15), (80, 24), (120, 40), (200, 60)]
 
 
-def test_main_screen_small_terminal(snap_compare: Any) -> None:
-    """The main screen still reads at 80x24."""
-    assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=play_traffic)
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light"])
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_main_screen(snap_compare: Any, size: tuple[int, int], theme: str) -> None:
+    """The main screen at every size, dark and light: the state with its details always
+    on the first line, every table column readable (the narrow ones dropped), the table
+    as tall as its rows allow, every colour from the theme."""
+    assert snap_compare(scripted_app(theme), terminal_size=size, run_before=play_traffic)
 
 
-def test_main_screen_light(snap_compare: Any) -> None:
-    """A light theme: every colour (kinds, zebra rows, states) comes from the theme."""
-    app = scripted_app("textual-light")
-    assert snap_compare(app, terminal_size=(120, 40), run_before=play_traffic)
+def test_main_screen_without_colour(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR: no colour at all, and the states, cursor and focus still read."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def select(pilot: Pilot[Any]) -> None:
+        await play_traffic(pilot)
+        await pilot.press("k", "k")
+
+    assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=select)
+
+
+def test_details_of_a_log_line(snap_compare: Any) -> None:
+    """k k Enter: the frame, seq, arrival and invalidated keys of the line selected."""
+
+    async def open_line(pilot: Pilot[Any]) -> None:
+        await play_traffic(pilot)
+        await pilot.press("k", "k", "k", "k", "k", "enter")
+
+    assert snap_compare(scripted_app(), terminal_size=(100, 30), run_before=open_line)
+
+
+def test_history_of_a_cache_key(snap_compare: Any) -> None:
+    """Tab, Down, Enter: the fetches of jobs/stats, with what led to each."""
+
+    async def open_key(pilot: Pilot[Any]) -> None:
+        await play_traffic(pilot)
+        await pilot.press("tab", "down", "enter")
+
+    assert snap_compare(scripted_app(), terminal_size=(100, 30), run_before=open_key)
 
 
 def test_help_screen(snap_compare: Any) -> None:

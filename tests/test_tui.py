@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import ssl
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 import trustme
+from rich.console import Console
 from textual.binding import Binding
 from textual.content import Content
 from textual.geometry import Offset
@@ -28,6 +30,7 @@ from bbb_tui.recording import read_recording
 from bbb_tui.screens import FilterScreen, HelpScreen, TokenScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import QueryTable
+from bbb_tui.widgets.themed import palette_of
 from bridge.core.protocol import GREETING, EventType, encode_event
 from bridge.serving.auth import issue_token
 from bridge.serving.server import Bridge
@@ -48,6 +51,22 @@ def status_line(app: BbbApp) -> str:
 
 def log_text(app: BbbApp) -> str:
     return "\n".join(app.query_one(EventLog).lines)
+
+
+def help_text(screen: object) -> str:
+    """What the help screen's key table says, as plain text."""
+    assert isinstance(screen, HelpScreen)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(screen.query_one("#help-keys", Static).content)
+    return console.export_text()
+
+
+def monitor_state(app: BbbApp) -> tuple[object, ...]:
+    """What a monitor ends with: counts by type, invalidations per key, the event lines
+    (without their arrival times)."""
+    events = [entry[1][14:] for entry in app.monitor.entries if entry[0] != "info"]
+    invalidations = {k: q.invalidations for k, q in app.cache.queries.items()}
+    return app.monitor.events, dict(app.monitor.by_type), invalidations, events
 
 
 def cell(app: BbbApp, key: str, column: str) -> str:
@@ -209,7 +228,9 @@ async def test_a_redis_outage_behind_the_bridge_is_shown_until_it_is_over(
             assert "\N{MIDDLE DOT} Redis down" in status_line(app)
             status = app.query_one("#status", Static).render()
             assert isinstance(status, Content)
-            amber = [s for s in status.spans if "229, 192, 123" in repr(s.style)]
+            warn = palette_of(app)["warn"].color
+            assert warn is not None and warn.triplet is not None
+            amber = [s for s in status.spans if ", ".join(map(str, warn.triplet)) in repr(s.style)]
             assert any("connected" in status.plain[s.start : s.end] for s in amber)
             assert "lost Redis" in log_text(app)
             async with late.run_test(size=(120, 40)):  # connects during the outage
@@ -329,7 +350,7 @@ async def test_help_lists_every_key(app_on_bridge: BbbApp) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        keys = str(app.screen.query_one("#help-keys", Static).render())
+        keys = help_text(app.screen)
         for binding in app.BINDINGS:
             assert isinstance(binding, Binding) and binding.tooltip
             assert (binding.tooltip in keys) is (binding.action not in hidden), binding
@@ -353,7 +374,7 @@ async def test_read_only_hides_and_disables_the_publishing_keys(
         before = await publish_count(redis_client)
         await pilot.press("1", "2", "3", "4", "a")
         await pilot.press("question_mark")
-        keys = str(app.screen.query_one("#help-keys", Static).render())
+        keys = help_text(app.screen)
         assert "publish" not in keys
         await pilot.press("escape")
         footer = " ".join(str(key.render()) for key in app.query("FooterKey"))
@@ -614,6 +635,7 @@ async def test_a_recording_replays_what_was_received(
         for n in range(5):
             await publish(EventType.SINGLE_JOB_REFRESH, f"rec-{n}\x1b]0;title\x07")
         await wait_for(lambda: app.monitor.events == 5, what="5 events")
+        live = monitor_state(app)
     recorded = list(read_recording(path))  # (time, frame) of each JSON line
     assert all(time.time() - 60 < when <= time.time() for when, _ in recorded)
     assert sum("rec-" in frame for _, frame in recorded) == 5
@@ -627,6 +649,7 @@ async def test_a_recording_replays_what_was_received(
         assert [f"rec-{n}" in text for n in range(5)] == [True] * 5
         assert "\x1b" not in text and "\\x1b]0;title" in text
         assert replayed.check_action("fire", (0,)) is False  # no publishing, no bridge
+        assert monitor_state(replayed) == live  # the replayed monitor ends where live did
         await pilot.press("q")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,15 +20,11 @@ from textual.widgets import DataTable, Static
 from bbb_tui.bullmq_data import JobDetails, JobSummary
 from bbb_tui.queue_stats import QueueRow, duration
 from bbb_tui.widgets.safe import safe_text
+from bbb_tui.widgets.themed import Palette, palette, palette_of
 
-ALARM = "bold #e06c75"
-STATE_STYLES = {
-    "active": "#61afef",
-    "completed": "#98c379",
-    "failed": "#e06c75",
-    "delayed": "#e5c07b",
-    "waiting": "",
-}
+#: Each job state's meaning: a role of the theme's palette (widgets/themed.py).
+STATE_ROLES = {"active": "busy", "completed": "ok", "failed": "error", "delayed": "warn"}
+DEFAULT_PALETTE = palette({})  # no theme: plain text, still readable
 NAME_WIDTH = 24
 #: Characters and lines of one field the job screen shows at most.
 MAX_FIELD = 20_000
@@ -62,6 +59,8 @@ class QueuesView(DataTable[Text]):
 
     def show(self, rows: list[QueueRow]) -> None:
         chosen = cursor_key(self)
+        roles = palette_of(self.app)
+        alarm = roles["alarm"]
         self.clear()
         for row in rows:
             counts = row.counts.counts
@@ -72,20 +71,20 @@ class QueuesView(DataTable[Text]):
                 alarms.append(f"{row.exhausted} exhausted")  # their retries
             if row.growing:
                 alarms.append("backlog \N{UPWARDS ARROW}")
-            style = ALARM if row.alarming else ""
+            style = alarm if row.alarming else ""
             cells = [
                 safe_text(row.name, NAME_WIDTH, style=style, where="middle", pad=False),
-                Text(f"{row.counts.backlog:,}", style=ALARM if row.growing else ""),
+                Text(f"{row.counts.backlog:,}", style=alarm if row.growing else ""),
                 Text(f"{counts['active']:,}"),
                 Text(f"{counts['delayed']:,}"),
-                Text(f"{counts['failed']:,}", style="#e06c75" if counts["failed"] else ""),
+                Text(f"{counts['failed']:,}", style=roles["error"] if counts["failed"] else ""),
                 Text(f"{counts['completed']:,}"),
-                Text("paused" if row.counts.paused else "", style="#e5c07b"),
+                Text("paused" if row.counts.paused else "", style=roles["warn"]),
                 Text(f"{row.completed_per_min:,}"),
-                Text(f"{row.failed_per_min:,}", style=ALARM if row.failed_per_min else ""),
+                Text(f"{row.failed_per_min:,}", style=alarm if row.failed_per_min else ""),
                 Text(f"{duration(row.wait_p50)} / {duration(row.wait_p95)}"),
                 Text(f"{duration(row.run_p50)} / {duration(row.run_p95)}"),
-                Text(", ".join(alarms), style=ALARM),
+                Text(", ".join(alarms), style=alarm),
             ]
             self.add_row(*cells, key=row.name)
         put_cursor(self, chosen)
@@ -111,6 +110,7 @@ class JobsView(DataTable[Text]):
         """Redraw with ``jobs``; the cursor stays on the job it was on, if still listed."""
         now_ms = now_ms or int(time.time() * 1000)
         chosen = cursor_key(self)
+        roles = palette_of(self.app)
         self._jobs = {f"{job.queue}\0{job.id}": job for job in jobs}
         self.clear()
         for key, job in self._jobs.items():
@@ -118,7 +118,7 @@ class JobsView(DataTable[Text]):
                 safe_text(job.id, 16, where="middle", pad=False),
                 safe_text(job.queue, NAME_WIDTH, where="middle", pad=False),
                 safe_text(job.name, NAME_WIDTH, pad=False),
-                Text(job.state, style=STATE_STYLES.get(job.state, "")),
+                Text(job.state, style=roles.get(STATE_ROLES.get(job.state, ""), "")),
                 Text(str(job.attempts)),
                 Text(duration(max(now_ms - job.timestamp, 0)) if job.timestamp else "-"),
                 key=key,
@@ -168,17 +168,17 @@ class JobScreen(ModalScreen[None]):
             body.update(safe_text(f"job {self.job} of {self.queue}: no such job (removed?)"))
             return
         try:
-            body.update(job_table(details))
+            body.update(job_table(details, palette_of(self.app)))
         except Exception as exc:  # odd values a job hash may hold: said, not raised
             body.update(safe_text(f"cannot show job {self.job}: {exc}"))
 
 
-def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
+def job_fields(details: JobDetails, roles: Palette = DEFAULT_PALETTE) -> list[tuple[str, Text]]:
     """The job screen's lines: every value from Redis sanitized (lines kept, controls not)."""
     job = details.summary
     fields: list[tuple[str, Text]] = []
 
-    def field(label: str, value: str, style: str = "") -> None:
+    def field(label: str, value: str, style: str | Style = "") -> None:
         if len(value) > MAX_FIELD:  # a 5 MB payload is not read on a screen
             value = f"{value[:MAX_FIELD]}\n… {len(value) - MAX_FIELD:,} more characters"
         lines = [safe_text(line, style=style) for line in value.splitlines()[:MAX_LINES] or [""]]
@@ -187,7 +187,7 @@ def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
     field("job", job.id)
     field("queue", job.queue)
     field("name", job.name)
-    field("state", job.state, STATE_STYLES.get(job.state, ""))
+    field("state", job.state, roles.get(STATE_ROLES.get(job.state, ""), ""))
     field("attempts", str(job.attempts))
     field("added", _when(job.timestamp))
     field("processed", _when(details.processed_on))
@@ -201,19 +201,19 @@ def job_fields(details: JobDetails) -> list[tuple[str, Text]]:
         field("result", details.returnvalue)
     if details.failed_reason:  # of the last failed attempt, which may not be the last one
         label = "failed" if job.state == "failed" else "failed before"
-        field(label, details.failed_reason, "#e06c75")
+        field(label, details.failed_reason, roles["error"])
     for n, trace in enumerate(details.stacktrace[-3:]):
         field("stack" if n == 0 else "", trace, "dim")
     field("logs", "\n".join(details.logs[-100:]) or "(none)")
     return fields
 
 
-def job_table(details: JobDetails) -> Table:
+def job_table(details: JobDetails, roles: Palette = DEFAULT_PALETTE) -> Table:
     """The job screen: labels on the left, values wrapped in their own column."""
     table = Table.grid(padding=(0, 2))
-    table.add_column(justify="right", style="bold #61afef", no_wrap=True)
+    table.add_column(justify="right", style=roles["key"], no_wrap=True)
     table.add_column(overflow="fold")
-    for label, value in job_fields(details):
+    for label, value in job_fields(details, roles):
         table.add_row(label, value)
     return table
 

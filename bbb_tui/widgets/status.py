@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
+from rich.style import Style
 from rich.text import Text
 
 from bbb_tui.client import ConnState, ConnStatus
 from bbb_tui.monitor import Monitor
 from bbb_tui.widgets.safe import safe_text
+from bbb_tui.widgets.themed import Palette
 
+#: Each state's mark and meaning (a palette role); all bold, so they read with NO_COLOR.
 STATE_STYLES = {
-    ConnState.CONNECTING: ("\N{CIRCLED WHITE BULLET}", "bold #e5c07b"),
-    ConnState.CONNECTED: ("\N{BLACK CIRCLE}", "bold #98c379"),
-    ConnState.RECONNECTING: ("\N{CIRCLED WHITE BULLET}", "bold #d7875f"),
-    ConnState.DISCONNECTED: ("\N{BLACK CIRCLE}", "bold #e06c75"),
+    ConnState.CONNECTING: ("\N{CIRCLED WHITE BULLET}", "warn"),
+    ConnState.CONNECTED: ("\N{BLACK CIRCLE}", "ok"),
+    ConnState.RECONNECTING: ("\N{CIRCLED WHITE BULLET}", "warn"),
+    ConnState.DISCONNECTED: ("\N{BLACK CIRCLE}", "error"),
 }
-
-
-REDIS_DOWN_STYLE = "bold #e5c07b"
+#: The fewest cells the URL keeps (cut in the middle) when the line is short of room.
+MIN_URL = 12
+_BOLD = Style(bold=True)
 
 
 def duration_short(seconds: float) -> str:
@@ -35,37 +40,57 @@ def duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+def shown_url(url: str) -> str:
+    """A URL as people write it: ``?types=job-refresh,queue-refresh``, not ``%2C``."""
+    return unquote(url)
+
+
 def status_text(
     status: ConnStatus,
     monitor: Monitor,
     now: float,
     *,
+    palette: Palette,
+    width: int = 200,
     read_only: bool = False,
     data: str = "",
 ) -> Text:
-    """Two lines: the connection, then the message counters."""
-    mark, style = STATE_STYLES[status.state]
+    """Two lines of at most ``width`` cells: the connection, then the message counters.
+
+    The state and its details (uptime; attempt and countdown) always fit: the URL gives
+    way first (cut in the middle), then the error (cut at its end).
+    """
+    mark, role = STATE_STYLES[status.state]
     redis_down = status.state is ConnState.CONNECTED and monitor.redis_down_since is not None
-    text = Text()
-    text.append(f"{mark} {status.state.value}", style=REDIS_DOWN_STYLE if redis_down else style)
+    state_style = palette["warn" if redis_down else role] + _BOLD
+    head = Text()
+    head.append(f"{mark} {status.state.value}", style=state_style)
     if redis_down and monitor.redis_down_since is not None:
         down = duration_short(now - monitor.redis_down_since)
-        text.append(f" \N{MIDDLE DOT} Redis down {down}", style=REDIS_DOWN_STYLE)
+        head.append(f" \N{MIDDLE DOT} Redis down {down}", style=state_style)
     if read_only:
-        text.append("  read-only", style="bold")
-    text.append("  ")
-    text.append_text(safe_text(status.url))
+        head.append("  read-only", style="bold")
+    details = Text()
     if status.state is ConnState.CONNECTED and status.connected_at is not None:
-        text.append(f"  up {duration(now - status.connected_at)}")
+        details.append(f"  up {duration(now - status.connected_at)}")
         if status.connections > 1:
-            text.append(f"  reconnects {status.connections - 1}", style="dim")
+            details.append(f"  reconnects {status.connections - 1}", style="dim")
     elif status.state in (ConnState.CONNECTING, ConnState.RECONNECTING):
-        text.append(f"  attempt {status.attempt}")
+        details.append(f"  attempt {status.attempt}")
         if status.retry_at is not None:
-            text.append(f"  retry in {max(status.retry_at - now, 0):.1f}s", style="bold")
-    if status.error and status.state is not ConnState.CONNECTED:
+            details.append(f"  retry in {max(status.retry_at - now, 0):.1f}s", style="bold")
+    error = status.error if status.state is not ConnState.CONNECTED else ""
+    # The URL's room; with an error, a few cells stay for its start (and the ellipsis).
+    room = width - head.cell_len - details.cell_len - 2 - (5 if error else 0)
+    text = head
+    text.append("  ")
+    text.append_text(
+        safe_text(shown_url(status.url), max(room, MIN_URL), where="middle", pad=False)
+    )
+    text.append_text(details)
+    if error:
         text.append("  (", style="dim")
-        text.append_text(safe_text(status.error, style="dim"))
+        text.append_text(safe_text(error, style="dim"))
         text.append(")", style="dim")
     text.append("\n")
     text.append(f"{monitor.events:,} events", style="bold")
@@ -75,14 +100,14 @@ def status_text(
     problems = monitor.problems
     text.append(
         f"  {problems:,} unparsable/unknown",
-        style="bold #e06c75" if problems else "dim",
+        style=palette["alarm"] if problems else "dim",
     )
     if monitor.replayed:
         text.append(f"  {monitor.replayed:,} replayed", style="dim")
     if monitor.resyncs:
-        text.append(f"  {monitor.resyncs:,} resyncs", style="#e5c07b")
+        text.append(f"  {monitor.resyncs:,} resyncs", style=palette["warn"])
     if monitor.paused:
-        text.append(f"  log paused ({monitor.held:,} new)", style="bold #e5c07b")
+        text.append(f"  log paused ({monitor.held:,} new)", style=palette["warn"] + _BOLD)
     if data:
         text.append(f"  {data}", style="dim")
     return text

@@ -10,6 +10,7 @@ reverse remain, so the meanings that matter most carry one of those too.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rich.style import Style
 from textual.app import App
@@ -46,7 +47,7 @@ def palette(variables: Mapping[str, str]) -> dict[str, Style]:
 _PALETTES: dict[str, dict[str, Style]] = {}
 
 
-def palette_of(app: App[object]) -> Palette:
+def palette_of(app: App[Any]) -> Palette:
     """The palette of ``app``'s theme now (built once per theme)."""
     found = _PALETTES.get(app.theme)
     if found is None:
