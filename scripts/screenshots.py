@@ -73,6 +73,12 @@ async def shoot(url: str, redis_url: str, out: str, size: tuple[int, int], name:
                 await pilot.press("escape", "f")
                 await pilot.pause()
                 saved.append(app.save_screenshot("filter.svg", out))
+                await pilot.press("escape", "k", "k", "k", "enter")  # a log line, opened
+                await pilot.pause()
+                saved.append(app.save_screenshot("details.svg", out))
+                await pilot.press("escape", "tab", "enter")  # a cache key's history
+                await pilot.pause()
+                saved.append(app.save_screenshot("history.svg", out))
     finally:
         await client.aclose()
     return saved
