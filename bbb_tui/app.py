@@ -437,9 +437,10 @@ class BbbApp(App[None]):
             title += f" - search {self._match_text} (n, N, escape)"
         elif not self.event_log.following:
             log = self.event_log
+            where = [f"\N{DOWNWARDS ARROW} {log.unseen:,} new"]
             if log.cursor is not None:
-                title += f" - line {log.cursor + 1:,} of {len(log.entries):,} (Enter opens)"
-            title += f" - \N{DOWNWARDS ARROW} {log.unseen:,} new (End follows)"
+                where.insert(0, f"line {log.cursor + 1:,} of {len(log.entries):,}")
+            title += f" - {', '.join(where)} (End follows)"
         else:
             title += " - following"
         if title != self.event_log.border_title:

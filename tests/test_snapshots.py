@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from textual.geometry import Offset
 from textual.pilot import Pilot
+from textual.selection import Selection
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.client import ConnState, ConnStatus
@@ -65,6 +67,21 @@ def test_main_screen_without_colour(snap_compare: Any, monkeypatch: pytest.Monke
         await pilot.press("k", "k")
 
     assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=select)
+
+
+def test_selected_text_reads_in_a_light_theme(snap_compare: Any) -> None:
+    """Text selected with the mouse keeps a readable colour (Textual's default drew it in
+    the background colour in light themes), beside the cursor line."""
+
+    async def select(pilot: Pilot[Any]) -> None:
+        await play_traffic(pilot)
+        app = pilot.app
+        assert isinstance(app, BbbApp)
+        app.screen.selections = {app.event_log: Selection(Offset(0, 3), Offset(40, 6))}
+        await pilot.press("k", "k")
+
+    app = scripted_app("textual-light")
+    assert snap_compare(app, terminal_size=(100, 30), run_before=select)
 
 
 def test_details_of_a_log_line(snap_compare: Any) -> None:
