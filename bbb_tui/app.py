@@ -467,11 +467,13 @@ class BbbApp(App[None]):
             self._match_text = f"'{sanitize(self._search_text)}': no match"
             self._update_log_title()
             return
-        if self._match is None:
+        # The match shown carries the cursor, which stays on its line as old lines drop off.
+        current = self.event_log.cursor if self._match is not None else None
+        if current is None:
             index = len(lines) - 1
         else:
-            before = [n for n, line in enumerate(lines) if line < self._match]
-            after = [n for n, line in enumerate(lines) if line > self._match]
+            before = [n for n, line in enumerate(lines) if line < current]
+            after = [n for n, line in enumerate(lines) if line > current]
             if step < 0:
                 index = before[-1] if before else 0
             else:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+from rich.cells import cell_len
+from textual.app import App
+from textual.color import Color
+from textual.theme import BUILTIN_THEMES
+
 from bbb_tui.cache import BASE_KEYS, QueryCache, QueryStatus
+from bbb_tui.client import ConnState, ConnStatus
 from bbb_tui.monitor import KINDS, MALFORMED, UNKNOWN, Monitor, RateMeter, clean
+from bbb_tui.widgets.eventlog import KIND_COLOURS
+from bbb_tui.widgets.status import status_text
+from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, themed
 from bridge.core.protocol import Event, EventType, encode_event
 
 
@@ -182,3 +192,50 @@ def test_resync_invalidates_every_query_and_says_why() -> None:
     assert all(q.status is QueryStatus.FETCHING for q in monitor.cache.queries.values())
     assert "resync from the bridge (slow-client)" in monitor.entries[-1][1]
     assert monitor.problems == 0  # a known extension, not an unknown type
+
+
+@pytest.mark.parametrize("theme", sorted(BUILTIN_THEMES))
+def test_every_colour_reads_on_every_builtin_theme(theme: str) -> None:
+    """Each meaning's and each kind's colour keeps MIN_CONTRAST against the screen, the
+    table and its zebra rows, in every built-in theme, dark or light."""
+    app: App[None] = App()
+    app.theme = theme
+    variables = app.get_css_variables()
+    for name, spec in {**ROLES, **KIND_COLOURS}.items():
+        colour = themed(spec, variables).color
+        if colour is None:
+            continue  # dim or plain: the theme's foreground
+        for ground in ("background", "surface", "panel"):
+            back = Color.parse(variables[ground])
+            shown = back + Color.from_rich_color(colour)
+            assert contrast(shown, back) >= MIN_CONTRAST, (name, ground)
+
+
+def test_the_status_line_keeps_the_state_and_cuts_the_url_in_the_middle() -> None:
+    """At 64 cells the state, attempt and countdown fit whole; the URL is shown as typed
+    (not percent-encoded) and cut in the middle; the error gives way first."""
+    url = "ws://bridge.example.internal:8081/?types=job-refresh%2Cqueue-refresh&batch=20"
+    status = ConnStatus(ConnState.RECONNECTING, url, attempt=12, retry_at=13.2,
+                        error="connection refused by 10.0.0.1")  # fmt: skip
+    text = status_text(status, make_monitor(), 10.0, palette=palette({}), width=64)
+    first = text.plain.split("\n")[0]
+    assert first.startswith("\N{CIRCLED WHITE BULLET} reconnecting  ws://")
+    assert "attempt 12  retry in 3.2s" in first and "…" in first and "%2C" not in first
+    assert cell_len(first.split("  (")[0]) == 64 - 5  # room left for the error to start
+    wide = status_text(status, make_monitor(), 10.0, palette=palette({}), width=200)
+    assert "types=job-refresh,queue-refresh&batch=20" in wide.plain
+
+
+def test_a_keys_history_keeps_one_entry_per_fetch_with_its_burst() -> None:
+    """Five invalidations during one fetch: one history entry, saying five, and when the
+    burst began; the initial load says so."""
+    cache = QueryCache(latency=0.1)
+    cache.mount(0.0)
+    settle(cache, 0.0)
+    for n in range(5):
+        cache.handle(event(EventType.JOB_REFRESH, "1"), 1.0 + n * 0.01)
+    settle(cache, 1.04)
+    (first, second) = cache.base[("jobs/table",)].history
+    assert (first.invalidated_at, first.invalidations) == (None, 0)  # the initial load
+    assert (second.invalidated_at, second.invalidations) == (1.0, 5)
+    assert second.started == 1.04 and second.finished == pytest.approx(1.14)
