@@ -81,7 +81,8 @@ class Query:
     data: str = "-"
     invalidated_at: float | None = None  # when the current burst began
     counted: int = 0  # invalidations already in the history
-    history: deque[Fetched] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    #: Made at the first completed fetch: in a burst, most per-id queries never get one.
+    history: deque[Fetched] | None = None
 
 
 @dataclass(slots=True)
@@ -267,6 +268,8 @@ class QueryCache:
         query.fetch_started = None
         query.data = sanitize(data)  # ids and names from the wire: made safe
         burst = query.invalidations - query.counted
+        if query.history is None:
+            query.history = deque(maxlen=HISTORY)
         query.history.append(
             Fetched(query.invalidated_at if burst else None, burst, started, now, query.data)
         )

@@ -195,7 +195,7 @@ class HistoryScreen(ModalScreen[None]):
             ("data", query.data),
         ]
         lines = Text()
-        for fetch in reversed(query.history):
+        for fetch in reversed(query.history or ()):
             if fetch.invalidated_at is None:
                 cause = "initial load"
             else:
@@ -210,11 +210,8 @@ class HistoryScreen(ModalScreen[None]):
             lines.append("\n")
         with VerticalScroll(id="details-box"):
             yield Static(facts_text(facts), id="details-facts")
-            title = (
-                f"last {len(query.history)} fetches, newest first"
-                if query.history
-                else ("no fetch has completed yet")
-            )
+            count = len(query.history or ())
+            title = f"last {count} fetches, newest first" if count else "no fetch completed yet"
             yield Static(Text(title, style="bold"))
             lines.rstrip()
             yield Static(lines, id="history-lines")

@@ -235,7 +235,9 @@ def test_a_keys_history_keeps_one_entry_per_fetch_with_its_burst() -> None:
     for n in range(5):
         cache.handle(event(EventType.JOB_REFRESH, "1"), 1.0 + n * 0.01)
     settle(cache, 1.04)
-    (first, second) = cache.base[("jobs/table",)].history
+    history = cache.base[("jobs/table",)].history
+    assert history is not None
+    first, second = history
     assert (first.invalidated_at, first.invalidations) == (None, 0)  # the initial load
     assert (second.invalidated_at, second.invalidations) == (1.0, 5)
     assert second.started == 1.04 and second.finished == pytest.approx(1.14)
