@@ -124,7 +124,7 @@ async def test_s_saves_the_filtered_events_and_replay_reads_them(tmp_path: Path)
         await pilot.pause()
         await pilot.press("s")
         (saved,) = saved_in(tmp_path)
-        assert str(saved) in "\n".join(app.event_log.lines)  # said where
+        await wait_for(lambda: str(saved) in "\n".join(app.event_log.lines), what="said where")
         frames = [frame for _, frame in read_recording(str(saved))]
         assert [json.loads(f)["data"] for f in frames if f.startswith("{")] == [
             {"jobId": "a"},
