@@ -236,6 +236,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"bbb-tui: error: {sanitize(str(exc))}", file=sys.stderr)
         return 2
+    if settings.save_dir is not None and not os.path.isdir(settings.save_dir):
+        print(f"bbb-tui: error: --save-dir: {sanitize(settings.save_dir)} is not a folder",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if settings.record is not None and (problem := unwritable(settings.record)):
         print(f"bbb-tui: error: {sanitize(problem)}", file=sys.stderr)
         return 2

@@ -678,6 +678,7 @@ def test_recording_mistakes_are_one_line(
         (["--replay", str(tmp_path / "none.jsonl")], "cannot read"),
         (["--replay", str(bad)], "line 1: not a recording line"),
         (["--record", str(tmp_path / "no-dir" / "x.jsonl")], "--record: cannot write"),
+        (["--save-dir", str(tmp_path / "no-dir")], "--save-dir: "),
     ):
         assert tui_main(argv, {}) == 2
         err = capsys.readouterr().err
