@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
 import re
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from redis.exceptions import ResponseError
 from textual.actions import parse
@@ -28,9 +29,9 @@ from bbb_tui.bullmq_data import BullmqData, JobSummary
 from bbb_tui.bullmq_workload import BullmqWorkload
 from bbb_tui.cache import QueryCache
 from bbb_tui.client import BridgeClient, ConnState, ConnStatus
-from bbb_tui.details import frame_of, saved_lines
+from bbb_tui.details import copied_text, saved_lines
 from bbb_tui.fetcher import Fetcher
-from bbb_tui.monitor import KINDS, Monitor, clock_time
+from bbb_tui.monitor import KINDS, Entry, Monitor, NotKept, clock_time
 from bbb_tui.publisher import TestEventPublisher
 from bbb_tui.queue_stats import QueueRow, QueueStats
 from bbb_tui.recording import BadRecording, Recorder, replay
@@ -67,6 +68,19 @@ LOG_BUSY_INTERVAL = 0.25
 #: SIGHUP when the terminal goes away. (Ctrl+C is a key here, not SIGINT.)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 STOP_GRACE = 3.0
+
+
+def new_file(folder: Path, stem: str, suffix: str) -> tuple[Path, IO[str]]:
+    """A file that did not exist: ``stem`` + ``suffix``, else ``stem-2`` + ``suffix``..."""
+    for n in range(1, 1000):
+        path = folder / f"{stem}{'' if n == 1 else f'-{n}'}{suffix}"
+        try:
+            return path, open(path, "x", encoding="utf-8")  # the caller closes it
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "a thousand files of that name exist", str(folder))
+
+
 #: The panes' own actions, for the command palette: (what, keys, pane, action).
 PANE_COMMANDS = (
     ("open the selected log line", "Enter in the log", "log", "open"),
@@ -223,9 +237,7 @@ class BbbApp(App[None]):
             self.cache,
             capacity=self.settings.log_lines,
             clock=clock,
-            wallclock=(lambda: self._replayed_at or wallclock())
-            if self.settings.replay
-            else wallclock,
+            wallclock=self._replay_time if self.settings.replay else wallclock,
         )
         self.publisher = TestEventPublisher(self.settings.redis_url, self.settings.prefix)
         self.recorder = Recorder(self.settings.record) if self.settings.record else None
@@ -503,7 +515,7 @@ class BbbApp(App[None]):
         self.notify(f"copied {len(selected):,} characters", timeout=2)
 
     def on_event_log_opened(self, message: EventLog.Opened) -> None:
-        self.push_screen(DetailsScreen(message.entry))
+        self.push_screen(DetailsScreen(message.entry, self.copy_entry))
 
     def on_query_table_opened(self, message: QueryTable.Opened) -> None:
         query = self.cache.queries.get(message.key)
@@ -516,28 +528,45 @@ class BbbApp(App[None]):
         self.push_screen(HistoryScreen(query, when))
 
     def action_copy_event(self) -> None:
-        """y: the selected event's frame (ASCII JSON: nothing in it acts on a terminal)."""
-        entry = self.event_log.selected
-        frame = None if entry is None else frame_of(entry[2])
-        if entry is None or frame is None:
-            self.notify("No event selected: Up or k selects a line of the log.", timeout=3)
+        """y: the selected line's frame."""
+        self.copy_entry(self.event_log.selected)
+
+    def copy_entry(self, entry: Entry | None) -> None:
+        """Put ``entry``'s frame on the clipboard (ASCII JSON, or a malformed frame with its
+        controls made visible: nothing in it acts on a terminal), or say why not."""
+        if entry is None:
+            self.notify("The log is empty: nothing to copy.", timeout=3)
+            return
+        frame = copied_text(entry[2])
+        if frame is None:
+            why = {
+                type(None): "is the monitor's own (no frame)",
+                NotKept: "came in a frame too big to keep",
+            }.get(type(entry[2]), "holds data nested too deep to encode again")
+            self.notify(f"Nothing to copy: this line {why}.", timeout=3)
             return
         self.copy_to_clipboard(frame)
         self.notify(f"copied the {entry[0]} frame ({len(frame):,} characters)", timeout=2)
 
     def action_save(self) -> None:
         """s: the events the log keeps, as filtered, to a recording in the working folder."""
-        lines = saved_lines(self.event_log.entries)
-        name = time.strftime("bbb-events-%Y%m%d-%H%M%S.jsonl", time.localtime(self._wallclock()))
-        path = Path(self.settings.save_dir or ".", name).absolute()
+        entries = self.event_log.entries
+        lines = saved_lines(entries)
+        left_out = sum(entry[2] is not None for entry in entries) - len(lines)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._wallclock()))
+        folder = Path(self.settings.save_dir or ".").absolute()
         try:
-            with open(path, "x", encoding="utf-8") as file:
+            path, file = new_file(folder, f"bbb-events-{stamp}", ".jsonl")
+            with file:
                 file.writelines(lines)
         except OSError as exc:
-            self.notify(f"Cannot save to {path}: {exc.strerror or exc}", severity="error")
+            self.notify(f"Cannot save to {folder}: {exc.strerror or exc}", severity="error")
             return
-        self.monitor.note(f"saved {len(lines):,} events to {path}")
-        self.notify(f"saved {len(lines):,} events to {path} (bbb-tui --replay reads it)")
+        said = f"saved {len(lines):,} events to {path}"
+        if left_out:
+            said += f" ({left_out:,} too big or too deeply nested to keep, left out)"
+        self.monitor.note(said)
+        self.notify(f"{said} (bbb-tui --replay reads it)")
 
     def action_follow(self) -> None:
         self.event_log.follow()
@@ -600,7 +629,7 @@ class BbbApp(App[None]):
 
     def _replay_time(self) -> float:
         """The time a replayed log line shows: when its frame arrived, not now."""
-        return self._replayed_at or self._wallclock()
+        return self._wallclock() if self._replayed_at is None else self._replayed_at
 
     def _feed_replayed(self, frames: list[str | bytes], when: float) -> None:
         self._replayed_at = when
@@ -615,8 +644,10 @@ class BbbApp(App[None]):
         try:
             count = await replay(path, self._feed_replayed, speed=speed)
         except (OSError, BadRecording) as exc:
+            self._replayed_at = None  # what is said from now on, is said now
             self.monitor.note(f"replay stopped: {exc}")
             return
+        self._replayed_at = None
         self.monitor.note(f"replay finished: {count:,} frames of {path}")
 
     def action_token(self) -> None:

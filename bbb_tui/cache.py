@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from bridge.core.protocol import Event, EventType, QueryKey, invalidated_keys
-from bridge.core.sanitize import sanitize
+from bridge.core.sanitize import fit
 
 # Section 3 as a per-type plan, derived once from the protocol table: the fixed keys,
 # and the name of the per-id key (``("jobs/single", id)``) if the type has one.
@@ -54,6 +54,8 @@ def key_label(key: QueryKey) -> str:
     return " ".join(key)
 
 
+#: Terminal cells of a fetch's answer kept (a summary line; a screen is narrower).
+MAX_DATA = 1000
 #: Fetches a query remembers (its history, shown by Enter on its row).
 HISTORY = 50
 
@@ -266,7 +268,7 @@ class QueryCache:
         query.last_fetched = now
         query.last_duration = now - started
         query.fetch_started = None
-        query.data = sanitize(data)  # ids and names from the wire: made safe
+        query.data = fit(data, MAX_DATA, pad=False)  # ids from the wire: cut, made safe
         burst = query.invalidations - query.counted
         if query.history is None:
             query.history = deque(maxlen=HISTORY)

@@ -12,25 +12,39 @@ import time
 from collections.abc import Iterable
 
 from bbb_tui.cache import key_label
-from bbb_tui.monitor import Entry, clock_time
+from bbb_tui.monitor import KEEP_FRAME, Entry, NotKept, clock_time
 from bbb_tui.recording import record_line
 from bridge.core.protocol import Event, Malformed, Message, Unknown, invalidated_keys
+from bridge.core.sanitize import sanitize
 
 
-def frame_of(message: Message | None) -> str | None:
+def frame_of(message: Message | NotKept | None) -> str | None:
     """The JSON frame that carried ``message``, compact and ASCII (control characters
-    and non-ASCII escaped: safe for a clipboard or a file); None for the monitor's own
-    lines, and the raw text (as received) for a frame that was not a message."""
-    if isinstance(message, Event):
-        frame: dict[str, object] = {"type": message.type.value, "data": message.data}
-        if message.seq is not None:
-            frame["seq"] = message.seq
-        return json.dumps(frame, separators=(",", ":"))
-    if isinstance(message, Unknown):
-        return json.dumps({"type": message.type, "data": message.data}, separators=(",", ":"))
+    and non-ASCII escaped: safe for a clipboard or a file); the raw text (as received, cut
+    to 200 characters) for a frame that was not a message; None for the monitor's own
+    lines, a frame too big to keep, or data nested too deep to encode again."""
+    try:
+        if isinstance(message, Event):
+            frame: dict[str, object] = {"type": message.type.value, "data": message.data}
+            if message.seq is not None:
+                frame["seq"] = message.seq
+            return json.dumps(frame, separators=(",", ":"))
+        if isinstance(message, Unknown):
+            return json.dumps({"type": message.type, "data": message.data}, separators=(",", ":"))
+    except (RecursionError, ValueError):  # parsed at the edge of the stack; deeper here
+        return None
     if isinstance(message, Malformed):
         return message.raw
     return None
+
+
+def copied_text(message: Message | NotKept | None) -> str | None:
+    """What ``y`` puts on the clipboard: the frame, with a malformed one's controls made
+    visible (pasted into a shell, a raw escape would act)."""
+    frame = frame_of(message)
+    if frame is not None and isinstance(message, Malformed):
+        return sanitize(frame)
+    return frame
 
 
 def arrival(wall: float) -> str:
@@ -42,13 +56,15 @@ def describe(entry: Entry) -> list[tuple[str, str]]:
     """(label, value) pairs about ``entry``, for people; values are not sanitized yet."""
     kind, line, message, wall = entry
     facts = [("kind", kind), ("arrived", arrival(wall))]
-    if isinstance(message, Event):
+    if isinstance(message, NotKept):
+        facts.append(("frame", f"not kept: {message.size:,} bytes (more than {KEEP_FRAME:,})"))
+    elif isinstance(message, Event):
         facts.append(("seq", "-" if message.seq is None else f"{message.seq:,}"))
         keys = invalidated_keys(message.type, message.id)
         invalidated = ", ".join(f"[{key_label(key)}]" for key in keys)
         facts.append(("invalidated", invalidated or "nothing (no query uses this type)"))
     elif isinstance(message, Malformed):
-        facts.append(("why", message.reason))
+        facts.append(("why", f"{message.reason} (its first 200 characters are kept)"))
         facts.append(("invalidated", "nothing (not a message)"))
     elif isinstance(message, Unknown):
         facts.append(("invalidated", "nothing (a type this client does not know)"))
@@ -57,14 +73,17 @@ def describe(entry: Entry) -> list[tuple[str, str]]:
     return facts
 
 
-def pretty_frame(message: Message | None) -> str | None:
+def pretty_frame(message: Message | NotKept | None) -> str | None:
     """The frame indented, for reading (non-ASCII as is: the screen sanitizes it)."""
     if isinstance(message, Malformed):
         return message.raw
     frame = frame_of(message)
     if frame is None:
         return None
-    return json.dumps(json.loads(frame), indent=2, ensure_ascii=False)
+    try:
+        return json.dumps(json.loads(frame), indent=2, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        return frame
 
 
 def saved_lines(entries: Iterable[Entry]) -> list[str]:

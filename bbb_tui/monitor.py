@@ -15,6 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from itertools import islice
+from typing import NamedTuple
 
 from bbb_tui.cache import QueryCache
 from bridge.core.protocol import (
@@ -53,9 +54,21 @@ KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INF
 _PADDED = {kind: kind.ljust(len("job-scheduler-refresh")) for kind in KINDS}
 _MAX_VALUE = 120  # terminal cells of one data value shown in the log
 
+#: A message is kept with its line (for Enter, y and s) only if its frame was at most this
+#: big (in a batch: per message); a bigger one keeps its line and its size, so what the log
+#: holds stays near capacity x KEEP_FRAME whatever arrives (a frame may be 16 MiB).
+KEEP_FRAME = 64 * 1024
+
+
+class NotKept(NamedTuple):
+    """In place of a message whose frame was too big to keep."""
+
+    size: int  # the frame's length (bytes, or characters), per message in a batch
+
+
 #: One kept log line: its kind, its text, the message it shows (None for the monitor's
 #: own lines) and when it arrived (seconds since the epoch). A plain tuple: one per event.
-Entry = tuple[str, str, "Message | None", float]
+Entry = tuple[str, str, "Message | NotKept | None", float]
 
 
 def clean(text: str, limit: int = _MAX_VALUE) -> str:
@@ -168,11 +181,17 @@ class Monitor:
         now = self._clock()
         self.received += len(frames)
         self.rate.add(now, len(frames))
-        self._take(map(parse_frame, frames), now)
+        if max(map(len, frames), default=0) <= KEEP_FRAME:  # the common case
+            self._take(map(parse_frame, frames), now)
+        else:
+            for frame in frames:
+                size = len(frame)
+                self._take((parse_frame(frame),), now, size if size > KEEP_FRAME else 0)
         if self._greeted or self._replay is not None:
             self._after_greeting()
 
-    def _take(self, messages: Iterable[Message], now: float) -> None:
+    def _take(self, messages: Iterable[Message], now: float, too_big: int = 0) -> None:
+        """``too_big``: the frame's size when over KEEP_FRAME (its message is not kept)."""
         wall = self._wallclock()
         stamp = self._timestamp(wall)
         append = self.entries.append
@@ -184,9 +203,8 @@ class Monitor:
             if type(message) is Event:
                 kind = message.type  # a StrEnum: hashes and compares as its str value
                 by_type[kind] += 1
-                append(
-                    (kind, f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}", message, wall)
-                )
+                line = f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}"
+                append((kind, line, NotKept(too_big) if too_big else message, wall))
                 handle(message, now)
                 events += 1
                 last = message
@@ -194,10 +212,11 @@ class Monitor:
                 more = len(message.messages) - 1  # the frame was counted once already
                 self.received += more
                 self.rate.add(now, more)
-                self._take(message.messages, now)
+                each = too_big // max(len(message.messages), 1)  # a message's share
+                self._take(message.messages, now, each if each > KEEP_FRAME else 0)
                 last = None  # the batch's own events set last_seq
             else:
-                self._other(message)
+                self._other(message, too_big)
         self.events += events
         self._new += events
         if self.paused:
@@ -205,7 +224,7 @@ class Monitor:
         if last is not None and last.seq is not None:
             self.position.advance(last.seq)
 
-    def _other(self, message: Message) -> None:
+    def _other(self, message: Message, too_big: int = 0) -> None:
         if isinstance(message, Greeting):
             self._greeted = True
             self._append(INFO, "greeting from the bridge (connected)")
@@ -232,9 +251,8 @@ class Monitor:
             )
         elif isinstance(message, Unknown):
             self.by_type[UNKNOWN] += 1
-            self._append(
-                UNKNOWN, f"type '{clean(message.type, 40)}'  {format_data(message.data)}", message
-            )
+            line = f"type '{clean(message.type, 40)}'  {format_data(message.data)}"
+            self._append(UNKNOWN, line, NotKept(too_big) if too_big else message)
         else:
             assert isinstance(message, Malformed)
             self.by_type[MALFORMED] += 1
@@ -301,7 +319,7 @@ class Monitor:
         """Add an informational line (connection changes, resyncs)."""
         self._append(INFO, clean(text, 300))
 
-    def _append(self, kind: LineKind, text: str, message: Message | None = None) -> None:
+    def _append(self, kind: LineKind, text: str, message: Message | NotKept | None = None) -> None:
         wall = self._wallclock()
         self.entries.append(
             (kind, f"{self._timestamp(wall)}  {_PADDED[kind]}  {text}", message, wall)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -53,6 +54,20 @@ class Recorder:
         self._file.close()
 
 
+#: The times a recording may hold: seconds since the epoch, up to the year 5000.
+LATEST = 95_617_584_000.0
+
+
+def is_time(value: object) -> bool:
+    """A number of seconds since the epoch a clock can show (not NaN, inf or 1e308)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= LATEST
+    )
+
+
 class BadRecording(ValueError):
     """A line of a recording that is not one (the message says which and why)."""
 
@@ -66,12 +81,12 @@ def read_recording(path: str) -> Iterator[tuple[float, str]]:
             try:
                 entry = json.loads(line)
                 when, frame = entry["t"], entry["frame"]
-                if not isinstance(when, int | float) or not isinstance(frame, str):
+                if not isinstance(frame, str) or not is_time(when):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
                 raise BadRecording(
                     f"{path}, line {number}: not a recording line "
-                    '({"t": seconds, "frame": "..."})'
+                    '({"t": seconds since 1970, "frame": "..."})'
                 ) from None
             yield float(when), frame
 

@@ -151,12 +151,17 @@ class DetailsScreen(ModalScreen[None]):
 
     BINDINGS = [
         Binding("escape,enter,q", "dismiss", "Close"),
-        Binding("y", "app.copy_event", "copy JSON"),
+        Binding("y", "copy", "copy JSON"),
     ]
 
-    def __init__(self, entry: Entry) -> None:
+    def __init__(self, entry: Entry, copy: Callable[[Entry], None]) -> None:
         super().__init__()
         self.entry = entry
+        self._copy = copy
+
+    def action_copy(self) -> None:
+        """y: this line's frame (whatever the log's cursor does meanwhile)."""
+        self._copy(self.entry)
 
     def compose(self) -> ComposeResult:
         facts = describe(self.entry)

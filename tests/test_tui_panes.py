@@ -10,11 +10,12 @@ from pathlib import Path
 from textual.command import CommandPalette
 
 from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.monitor import KEEP_FRAME
 from bbb_tui.recording import read_recording
 from bbb_tui.screens import DetailsScreen, HistoryScreen
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import COLUMNS, QueryTable, layout
-from bridge.core.protocol import EventType, encode_event
+from bridge.core.protocol import Event, EventType, encode_event, parse_frame
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import RedisServer
 from tests.helpers import Publisher, wait_for
@@ -208,3 +209,73 @@ async def test_ctrl_p_offers_every_action_by_name(tmp_path: Path) -> None:
         titles = {cmd.title for cmd in app.get_system_commands(app.screen)}
     assert {"Save the kept events (as filtered) to a JSON Lines file --replay reads",
             "Sort the cache table by the next column", "Theme"} <= titles  # fmt: skip
+
+
+def deep_frame(depth: int) -> str:
+    """An event whose data nests ``depth`` lists: parsed at the edge of Python's stack."""
+    return '{"type":"job-refresh","data":{"jobId":"1","a":' + "[" * depth + "]" * depth + "}}"
+
+
+async def test_hostile_lines_open_copy_and_save_without_harm(tmp_path: Path) -> None:
+    """Data nested as deep as the parser allows, a malformed frame full of controls and a
+    frame too big to keep: Enter, y and s each say what they can, and nothing breaks;
+    the clipboard never gets a raw control character."""
+    app = offline(save_dir=str(tmp_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        hostile = "not json \x1b]0;pwned\x07 \x9b2J \u202e \u2028 line"
+        big = encode_event(EventType.SINGLE_JOB_REFRESH, "x" * (KEEP_FRAME + 1), 9)
+        deepest = max(d for d in range(100, 3000, 10) if type(parse_frame(deep_frame(d))) is Event)
+        feed(app, deep_frame(deepest), hostile, big)
+        await pilot.pause()
+        log = app.query_one(EventLog)
+        assert [type(entry[2]).__name__ for entry in log.entries] == [
+            "Event",
+            "Malformed",
+            "NotKept",
+        ]
+        for line in range(3):
+            log.show_line(line)
+            await pilot.press("y", "enter")
+            assert isinstance(app.screen, DetailsScreen)
+            await pilot.press("escape")
+        assert all(not any(c in text for c in "\x1b\x07\x9b\u202e\u2028") for text in app.copied)
+        assert any("too big to keep" in str(n.message) for n in app._notifications)
+        await pilot.press("s", "s")  # twice in one second: two files
+        await wait_for(lambda: len(saved_in(tmp_path)) == 2, what="two saves")
+        await wait_for(lambda: "too big or too deeply nested" in "\n".join(log.lines))
+        assert app.is_running
+    frames = [frame for _, frame in read_recording(str(saved_in(tmp_path)[0]))]
+    assert hostile[:200] in frames  # the malformed frame as received (its first 200)
+
+
+async def test_the_details_screen_copies_its_own_line() -> None:
+    """y on a details screen copies the line it shows, whatever arrived meanwhile."""
+    app = offline()
+    async with app.run_test(size=(100, 30)) as pilot:
+        feed(app, encode_event(EventType.JOB_REFRESH, "shown"))
+        await pilot.pause()
+        await pilot.press("enter")  # no cursor: the newest line
+        feed(app, encode_event(EventType.JOB_REFRESH, "newer"))
+        await pilot.press("y")
+        assert json.loads(app.copied[-1])["data"] == {"jobId": "shown"}
+
+
+async def test_a_selected_line_that_drops_off_is_no_longer_selected() -> None:
+    app = offline(log_lines=5)
+    async with app.run_test(size=(100, 30)) as pilot:
+        feed(app, *(encode_event(EventType.JOB_REFRESH, f"old{n}") for n in range(5)))
+        await pilot.pause()
+        await pilot.press(*["k"] * 6)  # the oldest line
+        log = app.query_one(EventLog)
+        assert log.cursor == 0
+        feed(app, *(encode_event(EventType.JOB_REFRESH, f"new{n}") for n in range(3)))
+        assert log.cursor is None and not log.following
+
+
+async def test_a_log_with_no_room_still_selects_a_real_line() -> None:
+    app = offline()
+    async with app.run_test(size=(20, 5)) as pilot:
+        feed(app, *(encode_event(EventType.JOB_REFRESH, f"j{n}") for n in range(3)))
+        await pilot.pause()
+        await pilot.press("k")
+        assert app.query_one(EventLog).cursor in (0, 1, 2)

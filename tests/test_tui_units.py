@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from rich.cells import cell_len
 from textual.app import App
@@ -10,7 +13,18 @@ from textual.theme import BUILTIN_THEMES
 
 from bbb_tui.cache import BASE_KEYS, QueryCache, QueryStatus
 from bbb_tui.client import ConnState, ConnStatus
-from bbb_tui.monitor import KINDS, MALFORMED, UNKNOWN, Monitor, RateMeter, clean
+from bbb_tui.details import describe, frame_of, pretty_frame, saved_lines
+from bbb_tui.monitor import (
+    KEEP_FRAME,
+    KINDS,
+    MALFORMED,
+    UNKNOWN,
+    Monitor,
+    NotKept,
+    RateMeter,
+    clean,
+)
+from bbb_tui.recording import BadRecording, read_recording
 from bbb_tui.widgets.eventlog import KIND_COLOURS
 from bbb_tui.widgets.status import status_text
 from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, themed
@@ -241,3 +255,38 @@ def test_a_keys_history_keeps_one_entry_per_fetch_with_its_burst() -> None:
     assert (first.invalidated_at, first.invalidations) == (None, 0)  # the initial load
     assert (second.invalidated_at, second.invalidations) == (1.0, 5)
     assert second.started == 1.04 and second.finished == pytest.approx(1.14)
+
+
+def test_details_of_data_too_deep_to_encode_again_are_none_not_a_crash() -> None:
+    """Data the parser took at the edge of the stack may not encode again deeper in it:
+    no frame to copy or save (and said so), never a RecursionError."""
+    nested: list[object] = []
+    for _ in range(5 * sys.getrecursionlimit()):
+        nested = [nested]
+    entry = ("job-refresh", "line", Event(EventType.JOB_REFRESH, "1", {"a": nested}, 3), 0.0)
+    assert frame_of(entry[2]) is None and pretty_frame(entry[2]) is None
+    assert saved_lines([entry]) == []
+    assert dict(describe(entry))["seq"] == "3"
+
+
+def test_a_frame_too_big_to_keep_keeps_its_line_and_its_size() -> None:
+    """The log keeps a message only up to KEEP_FRAME (in a batch: per message), so what it
+    holds stays bounded whatever arrives; the line and the counts are as ever."""
+    monitor = make_monitor()
+    big = encode_event(EventType.SINGLE_JOB_REFRESH, "é" + "x" * KEEP_FRAME)
+    monitor.feed_many([encode_event(EventType.JOB_REFRESH, "small"), big])
+    small, large = monitor.entries
+    assert type(small[2]) is Event and large[2] == NotKept(len(big))
+    assert monitor.events == 2 and "jobId=éxxx" in large[1] and len(large[1]) < 200
+    cache = monitor.cache
+    settle(cache, 5.0)
+    query = cache.per_id[("jobs/single", "é" + "x" * KEEP_FRAME)]
+    assert cell_len(query.data) <= 1000  # the answer is cut before it is made safe
+
+
+def test_a_recording_with_times_no_clock_shows_is_refused(tmp_path: Path) -> None:
+    for when in ("NaN", "Infinity", "-1", "1e20", "true"):
+        path = tmp_path / "bad.jsonl"
+        path.write_text(f'{{"t": {when}, "frame": "x"}}\n')
+        with pytest.raises(BadRecording):
+            list(read_recording(str(path)))

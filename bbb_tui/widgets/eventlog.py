@@ -131,8 +131,8 @@ class EventLog(Log):
             return
         self.unseen += len(entries)
         if dropped:
-            if self.cursor is not None:
-                self.cursor = max(self.cursor - dropped, 0)
+            if self.cursor is not None:  # on its line still; gone if its line dropped off
+                self.cursor = None if self.cursor < dropped else self.cursor - dropped
             self.scroll_to(y=max(self.scroll_offset.y - dropped, 0), animate=False, immediate=True)
 
     @property
@@ -168,7 +168,7 @@ class EventLog(Log):
             if step > 0:
                 return  # following already: nothing below
             bottom = min(self.scroll_offset.y + self.scrollable_content_region.height, count)
-            self._set_cursor(bottom - 1)
+            self._set_cursor(max(bottom - 1, 0))  # (a log with no height has a line too)
         elif step > 0 and self.cursor >= count - 1:
             self.follow()  # past the newest line: following again
         else:

@@ -37,7 +37,7 @@ from bbb_tui.monitor import clock_time
 from bbb_tui.widgets.safe import safe_text
 from bbb_tui.widgets.themed import cursor_style, palette_of
 from bridge.core.protocol import QueryKey
-from bridge.core.sanitize import sanitize
+from bridge.core.sanitize import fit
 
 #: Each status's meaning (a palette role) and whether it is bold (readable with NO_COLOR).
 STATUS_ROLES = {
@@ -60,6 +60,7 @@ COLUMNS = tuple(COLUMN_WIDTHS)
 #: On a narrow screen these go first, in this order, until ``data`` has MIN_DATA cells.
 DROP_FIRST = ("took", "last fetch", "fetches", "invalidated")
 MIN_DATA = 24
+MAX_CELL = 300  # cells of a key or data kept per row (a screen is narrower)
 Cells = tuple[str, ...]
 SortKey = tuple[Any, ...]  # per column: str, int or float
 _STATUS_ORDER = {QueryStatus.FETCHING: 0, QueryStatus.STALE: 1, QueryStatus.FRESH: 2}
@@ -174,7 +175,8 @@ class QueryTable(ScrollView, can_focus=True):
         if query.last_fetched is not None:
             last = clock_time(self._wallclock() - (self._clock() - query.last_fetched))
         took = "-" if query.last_duration is None else f"{query.last_duration * 1000:.0f}ms"
-        label = sanitize(key_label(query.key))
+        # Cut before made safe: a 1 MB id costs what a short one does (cells cut it anyway).
+        label = fit(key_label(query.key), MAX_CELL, where="middle", pad=False)
         cells = (
             label,
             query.status.value,
@@ -182,7 +184,7 @@ class QueryTable(ScrollView, can_focus=True):
             str(query.fetches),
             last,
             took,
-            sanitize(query.data),
+            fit(query.data, MAX_CELL, pad=False),
         )
         sort = (
             label,
@@ -325,6 +327,8 @@ class QueryTable(ScrollView, can_focus=True):
         self._move_to(index if index >= 0 else len(self._order) - 1)
 
     def action_open(self) -> None:
+        if self.cursor is None:  # from the palette, before any row was chosen: the first
+            self._move_to(0)
         index = self.cursor
         if index is not None:
             self.post_message(self.Opened(self._rows[self._order[index]][0]))

@@ -19,7 +19,7 @@ STATE_STYLES = {
     ConnState.RECONNECTING: ("\N{CIRCLED WHITE BULLET}", "warn"),
     ConnState.DISCONNECTED: ("\N{BLACK CIRCLE}", "error"),
 }
-#: The fewest cells the URL keeps (cut in the middle) when the line is short of room.
+#: The fewest cells worth showing of the URL (cut in the middle); with less room, none.
 MIN_URL = 12
 _BOLD = Style(bold=True)
 
@@ -83,10 +83,9 @@ def status_text(
     # The URL's room; with an error, a few cells stay for its start (and the ellipsis).
     room = width - head.cell_len - details.cell_len - 2 - (5 if error else 0)
     text = head
-    text.append("  ")
-    text.append_text(
-        safe_text(shown_url(status.url), max(room, MIN_URL), where="middle", pad=False)
-    )
+    if room >= MIN_URL:  # else the URL gives way: the state and its details come first
+        text.append("  ")
+        text.append_text(safe_text(shown_url(status.url), room, where="middle", pad=False))
     text.append_text(details)
     if error:
         text.append("  (", style="dim")
