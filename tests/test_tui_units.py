@@ -25,6 +25,7 @@ from bbb_tui.monitor import (
     clean,
 )
 from bbb_tui.recording import BadRecording, read_recording
+from bbb_tui.widgets.bullmq import QueuesView, fitting
 from bbb_tui.widgets.eventlog import KIND_COLOURS
 from bbb_tui.widgets.status import status_text
 from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, themed
@@ -290,3 +291,11 @@ def test_a_recording_with_times_no_clock_shows_is_refused(tmp_path: Path) -> Non
         path.write_text(f'{{"t": {when}, "frame": "x"}}\n')
         with pytest.raises(BadRecording):
             list(read_recording(str(path)))
+
+
+def test_narrow_views_drop_their_least_useful_columns_first() -> None:
+    widths = QueuesView.WIDTHS
+    assert fitting(widths, QueuesView.DROP_FIRST, 200) == tuple(widths)
+    narrow = fitting(widths, QueuesView.DROP_FIRST, 78)
+    assert narrow[0] == "queue" and "alarms" in narrow and "done/min" not in narrow
+    assert sum(widths[name] for name in narrow) <= 78

@@ -44,20 +44,62 @@ def put_cursor(table: DataTable[Text], key: str | None) -> None:
         table.move_cursor(row=table.get_row_index(key), animate=False)
 
 
-class QueuesView(DataTable[Text]):
-    """One row per queue: counts per state, paused, per minute, wait and run times."""
+def fitting(widths: dict[str, int], drop_first: tuple[str, ...], width: int) -> tuple[str, ...]:
+    """The columns (of ``widths``: name -> usual cells, padding included) that fit in
+    ``width``, dropping ``drop_first`` in order until they do."""
+    shown = list(widths)
+    for name in drop_first:
+        if sum(widths[n] for n in shown) <= width:
+            break
+        shown.remove(name)
+    return tuple(shown)
 
-    COLUMNS = (
-        "queue", "wait", "active", "delayed", "failed", "done", "paused",
-        "done/min", "fail/min", "wait p50/p95", "run p50/p95", "alarms",
-    )  # fmt: skip
+
+class FittingTable(DataTable[Text]):
+    """A row-cursor DataTable whose least useful columns go first on a narrow screen."""
+
+    #: Each column and the cells it usually takes (padding included), in display order.
+    WIDTHS: dict[str, int] = {}
+    DROP_FIRST: tuple[str, ...] = ()
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns(*self.COLUMNS)
+        self.shown = tuple(self.WIDTHS)
+        self.add_columns(*self.shown)
+
+    def on_resize(self) -> None:
+        shown = fitting(self.WIDTHS, self.DROP_FIRST, self.size.width)
+        if shown != self.shown:
+            self.shown = shown
+            self.clear(columns=True)
+            self.add_columns(*shown)
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Show the last rows again (after the columns changed)."""
+
+    def add_cells(self, cells: dict[str, Text], key: str) -> None:
+        self.add_row(*(cells[name] for name in self.shown), key=key)
+
+
+class QueuesView(FittingTable):
+    """One row per queue: counts per state, paused, per minute, wait and run times."""
+
+    WIDTHS = {
+        "queue": 12, "wait": 7, "active": 8, "delayed": 9, "failed": 8, "done": 7,
+        "paused": 8, "done/min": 10, "fail/min": 10, "wait p50/p95": 17, "run p50/p95": 15,
+        "alarms": 12,
+    }  # fmt: skip
+    DROP_FIRST = ("done/min", "fail/min", "paused", "delayed", "run p50/p95", "wait p50/p95")
+    COLUMNS = tuple(WIDTHS)
+    _rows: list[QueueRow] = []  # replaced, never changed in place
+
+    def redraw(self) -> None:
+        self.show(self._rows)
 
     def show(self, rows: list[QueueRow]) -> None:
+        self._rows = rows
         chosen = cursor_key(self)
         roles = palette_of(self.app)
         alarm = roles["alarm"]
@@ -65,6 +107,8 @@ class QueuesView(DataTable[Text]):
         for row in rows:
             counts = row.counts.counts
             alarms = []
+            if row.counts.paused and "paused" not in self.shown:  # said here instead
+                alarms.append("paused")
             if row.stalled:
                 alarms.append(f"{row.stalled} stalled")
             if row.exhausted:
@@ -86,43 +130,44 @@ class QueuesView(DataTable[Text]):
                 Text(f"{duration(row.run_p50)} / {duration(row.run_p95)}"),
                 Text(", ".join(alarms), style=alarm),
             ]
-            self.add_row(*cells, key=row.name)
+            self.add_cells(dict(zip(self.COLUMNS, cells, strict=True)), key=row.name)
         put_cursor(self, chosen)
 
 
-class JobsView(DataTable[Text]):
+class JobsView(FittingTable):
     """The latest jobs across queues; Enter opens one."""
 
-    COLUMNS = ("job", "queue", "name", "state", "attempts", "age")
+    WIDTHS = {"job": 12, "queue": 12, "name": 14, "state": 11, "attempts": 10, "age": 8}
+    DROP_FIRST = ("attempts", "age")
+    COLUMNS = tuple(WIDTHS)
+    _now_ms: int | None = None
+    _jobs: dict[str, JobSummary] = {}  # replaced, never changed in place
 
     class Chosen(Message):
         def __init__(self, queue: str, job: str) -> None:
             super().__init__()
             self.queue, self.job = queue, job
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        self.add_columns(*self.COLUMNS)
-        self._jobs: dict[str, JobSummary] = {}
+    def redraw(self) -> None:
+        self.show(list(self._jobs.values()), self._now_ms)
 
     def show(self, jobs: list[JobSummary], now_ms: int | None = None) -> None:
         """Redraw with ``jobs``; the cursor stays on the job it was on, if still listed."""
-        now_ms = now_ms or int(time.time() * 1000)
+        now_ms = self._now_ms = now_ms or int(time.time() * 1000)
         chosen = cursor_key(self)
         roles = palette_of(self.app)
         self._jobs = {f"{job.queue}\0{job.id}": job for job in jobs}
         self.clear()
         for key, job in self._jobs.items():
-            self.add_row(
-                safe_text(job.id, 16, where="middle", pad=False),
-                safe_text(job.queue, NAME_WIDTH, where="middle", pad=False),
-                safe_text(job.name, NAME_WIDTH, pad=False),
-                Text(job.state, style=roles.get(STATE_ROLES.get(job.state, ""), "")),
-                Text(str(job.attempts)),
-                Text(duration(max(now_ms - job.timestamp, 0)) if job.timestamp else "-"),
-                key=key,
-            )
+            cells = {
+                "job": safe_text(job.id, 16, where="middle", pad=False),
+                "queue": safe_text(job.queue, NAME_WIDTH, where="middle", pad=False),
+                "name": safe_text(job.name, NAME_WIDTH, pad=False),
+                "state": Text(job.state, style=roles.get(STATE_ROLES.get(job.state, ""), "")),
+                "attempts": Text(str(job.attempts)),
+                "age": Text(duration(max(now_ms - job.timestamp, 0)) if job.timestamp else "-"),
+            }
+            self.add_cells(cells, key=key)
         put_cursor(self, chosen)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
