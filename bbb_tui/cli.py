@@ -191,8 +191,8 @@ COMMAND = Command(
     OPTIONS,
     "Watch a Better Bull Board bridge live: connection, event log, and the cache "
     "invalidations the web client would do; with BullMQ in Redis, its real queues and jobs. "
-    "Keys: 1-4/a fire test events, v views, r reconnect, p pause, c clear, f filter, ? help, "
-    "q quit.",
+    "Keys: 1-4/a fire test events, / search, k/j and Enter open a line, y copy, s save, "
+    "Tab the table, v views, p pause, f filter, Ctrl+P every action, ? help, q quit.",
 )
 
 

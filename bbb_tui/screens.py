@@ -223,13 +223,12 @@ class HistoryScreen(ModalScreen[None]):
             yield Static(Text("escape closes", style="dim italic"))
 
 
-def facts_text(facts: list[tuple[str, str]]) -> Text:
-    """Label: value lines, the labels aligned; the values (from the wire) made safe."""
-    width = max(len(label) for label, _ in facts)
-    text = Text()
+def facts_text(facts: list[tuple[str, str]]) -> Table:
+    """Label: value lines, the labels aligned, long values wrapped in their own column;
+    the values (from the wire) made safe."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(justify="right", style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     for label, value in facts:
-        text.append(f"{label:>{width}}  ", style="bold")
-        text.append_text(safe_text(value))
-        text.append("\n")
-    text.rstrip()
-    return text
+        table.add_row(label, safe_text(value))
+    return table

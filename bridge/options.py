@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -197,8 +198,21 @@ def text(raw: str) -> str:
 # -- the command line ---------------------------------------------------------------
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` as people read it: names are never split at their hyphens
+    (``rose-`` / ``pine``), and the README's Markdown backticks are left out."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        text = " ".join(text.replace("`", "").split())
+        return textwrap.wrap(text, width, break_on_hyphens=False)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a mistake in one line (no usage block) as a ConfigError."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{message} (see '{self.prog} --help')")

@@ -4,10 +4,15 @@ about the cache table, sort it, open a key's history, and the command palette.""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
+from rich.console import Console
 from textual.command import CommandPalette
+from textual.screen import Screen
+from textual.widgets import Static
 
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.monitor import KEEP_FRAME
@@ -40,6 +45,15 @@ def offline(**more: object) -> Copying:
     return Copying(TuiSettings(**more), connect=False)  # type: ignore[arg-type]
 
 
+def screen_text(screen: Screen[Any]) -> str:
+    """What a screen's Static widgets say, as plain text (tables included), wide enough
+    that nothing wraps."""
+    console = Console(width=1000, record=True, file=io.StringIO())
+    for static in screen.query(Static):
+        console.print(static.content)
+    return console.export_text()
+
+
 def saved_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("bbb-events-*.jsonl"))
 
@@ -69,7 +83,7 @@ async def test_a_log_line_opens_with_its_frame_seq_and_keys(
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, DetailsScreen)
-        shown = "\n".join(str(s.render()) for s in screen.query("Static"))
+        shown = screen_text(screen)
         assert '"type": "single-job-refresh"' in shown and '"seq": 1' in shown
         assert "[jobs/single job-\\x1b]52;c;cHduZWQ=\\x07-7]" in shown  # escapes visible
         assert "\x1b" not in shown
@@ -184,7 +198,7 @@ async def test_the_table_moves_sorts_and_opens_a_keys_history() -> None:
         await pilot.press("home", "enter")
         screen = app.screen
         assert isinstance(screen, HistoryScreen)
-        shown = "\n".join(str(s.render()) for s in screen.query("Static"))
+        shown = screen_text(screen)
         assert '["jobs/single", "job-07"]' in shown
         assert "5 times" in shown  # one fetch for the five invalidations
         assert "job job-07: updated 5x" in shown
