@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rich.style import Style
 from rich.table import Table
@@ -55,32 +56,92 @@ def fitting(widths: dict[str, int], drop_first: tuple[str, ...], width: int) -> 
     return tuple(shown)
 
 
-class FittingTable(DataTable[Text]):
-    """A row-cursor DataTable whose least useful columns go first on a narrow screen."""
+#: One row of a view: its key, its cells by column, and what each column sorts by.
+Row = tuple[str, dict[str, Text], dict[str, Any]]
 
+
+class FittingTable(DataTable[Text]):
+    """A row-cursor DataTable whose least useful columns go first on a narrow screen, and
+    that sorts by any column (``o`` the next one, ``O`` reversed, or a click on a header),
+    keeping the cursor on its row as the rows are redrawn."""
+
+    BINDINGS = [
+        Binding("o", "sort(1)", "sort", show=False),
+        Binding("O", "reverse", "reverse", show=False),
+    ]
     #: Each column and the cells it usually takes (padding included), in display order.
     WIDTHS: dict[str, int] = {}
     DROP_FIRST: tuple[str, ...] = ()
+    shown: tuple[str, ...] = ()
+    sort_column: str | None = None  # None: the order the rows came in
+    sort_reverse = False
+    _rows: list[Row] = []  # replaced, never changed in place
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.shown = tuple(self.WIDTHS)
-        self.add_columns(*self.shown)
+        self._columns(tuple(self.WIDTHS))
 
     def on_resize(self) -> None:
         shown = fitting(self.WIDTHS, self.DROP_FIRST, self.size.width)
         if shown != self.shown:
-            self.shown = shown
-            self.clear(columns=True)
-            self.add_columns(*shown)
-            self.redraw()
+            self._columns(shown)
 
-    def redraw(self) -> None:
-        """Show the last rows again (after the columns changed)."""
+    def _columns(self, shown: tuple[str, ...]) -> None:
+        self.shown = shown
+        self.clear(columns=True)
+        for name in shown:
+            mark = ""
+            if name == self.sort_column:
+                mark = (
+                    " \N{BLACK DOWN-POINTING SMALL TRIANGLE}"
+                    if self.sort_reverse
+                    else (" \N{BLACK UP-POINTING SMALL TRIANGLE}")
+                )
+            self.add_column(f"{name}{mark}", key=name)
+        self._fill()
 
-    def add_cells(self, cells: dict[str, Text], key: str) -> None:
-        self.add_row(*(cells[name] for name in self.shown), key=key)
+    def fill(self, rows: list[Row]) -> None:
+        """Show ``rows`` (in the chosen order); the cursor stays on its row if still there."""
+        self._rows = rows
+        self._fill()
+
+    def _fill(self) -> None:
+        chosen = cursor_key(self)
+        self.clear()
+        rows = self._rows
+        column = self.sort_column
+        if column is not None:
+            rows = sorted(rows, key=lambda row: row[2][column], reverse=self.sort_reverse)
+        elif self.sort_reverse:
+            rows = rows[::-1]
+        for key, cells, _ in rows:
+            self.add_row(*(cells[name] for name in self.shown), key=key)
+        put_cursor(self, chosen)
+
+    def action_sort(self, step: int) -> None:
+        names: list[str | None] = [None, *self.shown]
+        index = names.index(self.sort_column) if self.sort_column in names else 0
+        self.sort_column, self.sort_reverse = names[(index + step) % len(names)], False
+        self._columns(self.shown)
+
+    def action_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._columns(self.shown)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a header sorts by its column; a second click reverses."""
+        column = event.column_key.value
+        if column == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = column, False
+        self._columns(self.shown)
+
+
+def _natural(text: str) -> tuple[int, int, str]:
+    """Job ids in the order people expect: 9 before 10, numbers before names."""
+    return (0, int(text), "") if text.isdigit() and len(text) < 20 else (1, 0, text.casefold())
 
 
 class QueuesView(FittingTable):
@@ -93,17 +154,11 @@ class QueuesView(FittingTable):
     }  # fmt: skip
     DROP_FIRST = ("done/min", "fail/min", "paused", "delayed", "run p50/p95", "wait p50/p95")
     COLUMNS = tuple(WIDTHS)
-    _rows: list[QueueRow] = []  # replaced, never changed in place
-
-    def redraw(self) -> None:
-        self.show(self._rows)
 
     def show(self, rows: list[QueueRow]) -> None:
-        self._rows = rows
-        chosen = cursor_key(self)
         roles = palette_of(self.app)
         alarm = roles["alarm"]
-        self.clear()
+        shown = []
         for row in rows:
             counts = row.counts.counts
             alarms = []
@@ -130,8 +185,20 @@ class QueuesView(FittingTable):
                 Text(f"{duration(row.run_p50)} / {duration(row.run_p95)}"),
                 Text(", ".join(alarms), style=alarm),
             ]
-            self.add_cells(dict(zip(self.COLUMNS, cells, strict=True)), key=row.name)
-        put_cursor(self, chosen)
+            order = [
+                _natural(row.name), row.counts.backlog, counts["active"], counts["delayed"],
+                counts["failed"], counts["completed"], row.counts.paused, row.completed_per_min,
+                row.failed_per_min, row.wait_p95 or -1, row.run_p95 or -1,
+                (row.alarming, len(alarms)),
+            ]  # fmt: skip
+            shown.append(
+                (
+                    row.name,
+                    dict(zip(self.COLUMNS, cells, strict=True)),
+                    dict(zip(self.COLUMNS, order, strict=True)),
+                )
+            )
+        self.fill(shown)
 
 
 class JobsView(FittingTable):
@@ -140,7 +207,6 @@ class JobsView(FittingTable):
     WIDTHS = {"job": 12, "queue": 12, "name": 14, "state": 11, "attempts": 10, "age": 8}
     DROP_FIRST = ("attempts", "age")
     COLUMNS = tuple(WIDTHS)
-    _now_ms: int | None = None
     _jobs: dict[str, JobSummary] = {}  # replaced, never changed in place
 
     class Chosen(Message):
@@ -148,16 +214,12 @@ class JobsView(FittingTable):
             super().__init__()
             self.queue, self.job = queue, job
 
-    def redraw(self) -> None:
-        self.show(list(self._jobs.values()), self._now_ms)
-
     def show(self, jobs: list[JobSummary], now_ms: int | None = None) -> None:
         """Redraw with ``jobs``; the cursor stays on the job it was on, if still listed."""
-        now_ms = self._now_ms = now_ms or int(time.time() * 1000)
-        chosen = cursor_key(self)
+        now_ms = now_ms or int(time.time() * 1000)
         roles = palette_of(self.app)
         self._jobs = {f"{job.queue}\0{job.id}": job for job in jobs}
-        self.clear()
+        rows = []
         for key, job in self._jobs.items():
             cells = {
                 "job": safe_text(job.id, 16, where="middle", pad=False),
@@ -167,8 +229,16 @@ class JobsView(FittingTable):
                 "attempts": Text(str(job.attempts)),
                 "age": Text(duration(max(now_ms - job.timestamp, 0)) if job.timestamp else "-"),
             }
-            self.add_cells(cells, key=key)
-        put_cursor(self, chosen)
+            order = {
+                "job": _natural(job.id),
+                "queue": _natural(job.queue),
+                "name": job.name.casefold(),
+                "state": job.state,
+                "attempts": job.attempts,
+                "age": -(job.timestamp or 0),
+            }
+            rows.append((key, cells, order))
+        self.fill(rows)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         job = self._jobs.get(event.row_key.value or "")
