@@ -549,24 +549,38 @@ class BbbApp(App[None]):
         self.notify(f"copied the {entry[0]} frame ({len(frame):,} characters)", timeout=2)
 
     def action_save(self) -> None:
-        """s: the events the log keeps, as filtered, to a recording in the working folder."""
-        entries = self.event_log.entries
-        lines = saved_lines(entries)
-        left_out = sum(entry[2] is not None for entry in entries) - len(lines)
+        """s: the events the log keeps, as filtered, to a recording in --save-dir. Encoded
+        and written in a thread: a big log takes seconds, and the events keep coming."""
+        entries = list(self.event_log.entries)  # a snapshot: the entries never change
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._wallclock()))
         folder = Path(self.settings.save_dir or ".").absolute()
+        self.run_worker(
+            partial(self._save, entries, folder / f"bbb-events-{stamp}"),
+            thread=True,
+            group="save",
+            exit_on_error=False,
+        )
+
+    def _save(self, entries: list[Entry], stem: Path) -> None:
+        """(In a thread.) Write ``entries`` as a recording at ``stem`` (.jsonl), and say so."""
+        lines = saved_lines(entries)
+        left_out = sum(entry[2] is not None for entry in entries) - len(lines)
         try:
-            path, file = new_file(folder, f"bbb-events-{stamp}", ".jsonl")
+            path, file = new_file(stem.parent, stem.name, ".jsonl")
             with file:
                 file.writelines(lines)
         except OSError as exc:
-            self.notify(f"Cannot save to {folder}: {exc.strerror or exc}", severity="error")
+            self.call_from_thread(
+                self.notify,
+                f"Cannot save to {stem.parent}: {exc.strerror or exc}",
+                severity="error",
+            )
             return
         said = f"saved {len(lines):,} events to {path}"
         if left_out:
-            said += f" ({left_out:,} too big or too deeply nested to keep, left out)"
-        self.monitor.note(said)
-        self.notify(f"{said} (bbb-tui --replay reads it)")
+            said += f" ({left_out:,} too big to keep or too deeply nested, left out)"
+        self.call_from_thread(self.monitor.note, said)
+        self.call_from_thread(self.notify, f"{said} (bbb-tui --replay reads it)")
 
     def action_follow(self) -> None:
         self.event_log.follow()

@@ -1,8 +1,8 @@
-"""What one kept log line is, in full: its frame as JSON, when it came, what it invalidated.
+"""What one kept log line is, in full: its frame, when it came, what it invalidated.
 
 Pure (no I/O, no widgets): the details screen, ``y`` (copy) and ``s`` (save) read it.
-The frame is re-encoded from the parsed message (the log keeps messages, not the bytes
-they came in), with its fields in their order: for an event, the frame a bridge sends.
+A line keeps the frame it came in, as received (or its place in a batch's frame), not
+the parsed message: a frame costs its length, and is parsed again only when opened.
 """
 
 from __future__ import annotations
@@ -12,39 +12,72 @@ import time
 from collections.abc import Iterable
 
 from bbb_tui.cache import key_label
-from bbb_tui.monitor import KEEP_FRAME, Entry, NotKept, clock_time
+from bbb_tui.monitor import KEEP_FRAME, Entry, InBatch, NotKept, Source, clock_time
 from bbb_tui.recording import record_line
-from bridge.core.protocol import Event, Malformed, Message, Unknown, invalidated_keys
+from bridge.core.protocol import (
+    Batch,
+    Event,
+    Malformed,
+    Message,
+    Unknown,
+    invalidated_keys,
+    parse_frame,
+)
 from bridge.core.sanitize import sanitize
 
+_COMPACT = (",", ":")
 
-def frame_of(message: Message | NotKept | None) -> str | None:
-    """The JSON frame that carried ``message``, compact and ASCII (control characters
-    and non-ASCII escaped: safe for a clipboard or a file); the raw text (as received, cut
-    to 200 characters) for a frame that was not a message; None for the monitor's own
-    lines, a frame too big to keep, or data nested too deep to encode again."""
-    try:
-        if isinstance(message, Event):
-            frame: dict[str, object] = {"type": message.type.value, "data": message.data}
-            if message.seq is not None:
-                frame["seq"] = message.seq
-            return json.dumps(frame, separators=(",", ":"))
-        if isinstance(message, Unknown):
-            return json.dumps({"type": message.type, "data": message.data}, separators=(",", ":"))
-    except (RecursionError, ValueError):  # parsed at the edge of the stack; deeper here
-        return None
-    if isinstance(message, Malformed):
-        return message.raw
+
+def frame_of(source: Source) -> str | None:
+    """The frame a line came in, as received (a batch's message: as the bridge encoded it);
+    None for the monitor's own lines, a frame too big to keep, or a batch item nested
+    too deep to encode again here."""
+    if isinstance(source, str):
+        return source
+    if isinstance(source, bytes):
+        return source.decode("utf-8", "replace")
+    if isinstance(source, InBatch):
+        try:
+            items = json.loads(source.frame)
+            return json.dumps(items[source.position], separators=_COMPACT)
+        except (ValueError, RecursionError, IndexError, TypeError, KeyError):
+            return None
     return None
 
 
-def copied_text(message: Message | NotKept | None) -> str | None:
-    """What ``y`` puts on the clipboard: the frame, with a malformed one's controls made
-    visible (pasted into a shell, a raw escape would act)."""
-    frame = frame_of(message)
-    if frame is not None and isinstance(message, Malformed):
+def message_of(source: Source) -> Message | NotKept | None:
+    """The message a line shows, parsed again from its frame."""
+    if isinstance(source, NotKept) or source is None:
+        return source
+    if isinstance(source, InBatch):
+        batch = parse_frame(source.frame)
+        if isinstance(batch, Batch) and source.position < len(batch.messages):
+            return batch.messages[source.position]
+        return Malformed("nested too deep to parse again here", "")
+    return parse_frame(source)
+
+
+def copied_text(source: Source) -> str | None:
+    """What ``y`` puts on the clipboard: the frame, in ASCII (JSON escapes for anything else,
+    and visible escapes in a frame that is not JSON): pasted into a shell, nothing acts."""
+    frame = frame_of(source)
+    if frame is None or (frame.isascii() and frame.isprintable()):
+        return frame
+    try:
+        return json.dumps(json.loads(frame), separators=_COMPACT)
+    except (ValueError, RecursionError):
         return sanitize(frame)
-    return frame
+
+
+def pretty_frame(source: Source) -> str | None:
+    """The frame indented, for reading (non-ASCII as is: the screen sanitizes it)."""
+    frame = frame_of(source)
+    if frame is None:
+        return None
+    try:
+        return json.dumps(json.loads(frame), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return frame
 
 
 def arrival(wall: float) -> str:
@@ -54,17 +87,18 @@ def arrival(wall: float) -> str:
 
 def describe(entry: Entry) -> list[tuple[str, str]]:
     """(label, value) pairs about ``entry``, for people; values are not sanitized yet."""
-    kind, line, message, wall = entry
+    kind, line, source, wall = entry
     facts = [("kind", kind), ("arrived", arrival(wall))]
+    message = message_of(source)
     if isinstance(message, NotKept):
-        facts.append(("frame", f"not kept: {message.size:,} bytes (more than {KEEP_FRAME:,})"))
+        facts.append(("frame", f"not kept: {message.size:,} long (more than {KEEP_FRAME:,})"))
     elif isinstance(message, Event):
         facts.append(("seq", "-" if message.seq is None else f"{message.seq:,}"))
         keys = invalidated_keys(message.type, message.id)
         invalidated = ", ".join(f"[{key_label(key)}]" for key in keys)
         facts.append(("invalidated", invalidated or "nothing (no query uses this type)"))
     elif isinstance(message, Malformed):
-        facts.append(("why", f"{message.reason} (its first 200 characters are kept)"))
+        facts.append(("why", message.reason))
         facts.append(("invalidated", "nothing (not a message)"))
     elif isinstance(message, Unknown):
         facts.append(("invalidated", "nothing (a type this client does not know)"))
@@ -73,21 +107,8 @@ def describe(entry: Entry) -> list[tuple[str, str]]:
     return facts
 
 
-def pretty_frame(message: Message | NotKept | None) -> str | None:
-    """The frame indented, for reading (non-ASCII as is: the screen sanitizes it)."""
-    if isinstance(message, Malformed):
-        return message.raw
-    frame = frame_of(message)
-    if frame is None:
-        return None
-    try:
-        return json.dumps(json.loads(frame), indent=2, ensure_ascii=False)
-    except (RecursionError, ValueError):
-        return frame
-
-
 def saved_lines(entries: Iterable[Entry]) -> list[str]:
     """``entries`` as a recording (JSON Lines, as ``--record`` writes: ``--replay`` reads
     it back); the monitor's own lines are not frames, and are left out."""
-    frames = ((wall, frame_of(message)) for _, _, message, wall in entries)
+    frames = ((wall, frame_of(source)) for _, _, source, wall in entries)
     return [record_line(wall, frame) for wall, frame in frames if frame is not None]

@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
-from itertools import islice
+from itertools import islice, repeat
 from typing import NamedTuple
 
 from bbb_tui.cache import QueryCache
@@ -54,21 +54,31 @@ KINDS: tuple[str, ...] = (*(t.value for t in EventType), UNKNOWN, MALFORMED, INF
 _PADDED = {kind: kind.ljust(len("job-scheduler-refresh")) for kind in KINDS}
 _MAX_VALUE = 120  # terminal cells of one data value shown in the log
 
-#: A message is kept with its line (for Enter, y and s) only if its frame was at most this
-#: big (in a batch: per message); a bigger one keeps its line and its size, so what the log
-#: holds stays near capacity x KEEP_FRAME whatever arrives (a frame may be 16 MiB).
-KEEP_FRAME = 64 * 1024
+#: The frame a line came in is kept with it (for Enter, y and s), as received, if it is at
+#: most this long; a batch's frame is shared by its lines, and kept if it holds at most this
+#: much per message. So the frames the log keeps add up to capacity x KEEP_FRAME at most,
+#: whatever arrives (a frame may be 16 MiB), and they are parsed again only when opened.
+KEEP_FRAME = 16 * 1024
 
 
 class NotKept(NamedTuple):
-    """In place of a message whose frame was too big to keep."""
+    """In place of a frame too big to keep."""
 
     size: int  # the frame's length (bytes, or characters), per message in a batch
 
 
-#: One kept log line: its kind, its text, the message it shows (None for the monitor's
-#: own lines) and when it arrived (seconds since the epoch). A plain tuple: one per event.
-Entry = tuple[str, str, "Message | NotKept | None", float]
+class InBatch(NamedTuple):
+    """A line's message is number ``position`` of the batch ``frame`` (``?batch=``)."""
+
+    frame: str | bytes
+    position: int
+
+
+#: What a line came in: its frame, its place in a batch, NotKept, or None (the monitor's own).
+Source = str | bytes | InBatch | NotKept | None
+#: One kept log line: its kind, its text, its source and when it arrived (seconds since the
+#: epoch). A plain tuple: one is made per event.
+Entry = tuple[str, str, Source, float]
 
 
 def clean(text: str, limit: int = _MAX_VALUE) -> str:
@@ -99,6 +109,14 @@ def format_data(data: dict[str, object]) -> str:
         f"{clean(str(k), 40)}={clean(v if isinstance(v, str) else json.dumps(v))}"
         for k, v in data.items()
     )
+
+
+def _in_batch(source: Source, count: int) -> Iterable[Source]:
+    """The sources of a batch's messages: each its place in the frame, if it is kept."""
+    if isinstance(source, str | bytes) and len(source) <= KEEP_FRAME * count:
+        return (InBatch(source, position) for position in range(count))
+    size = source.size if isinstance(source, NotKept) else len(source or "")
+    return repeat(NotKept(size // max(count, 1)), count)
 
 
 class RateMeter:
@@ -182,16 +200,15 @@ class Monitor:
         self.received += len(frames)
         self.rate.add(now, len(frames))
         if max(map(len, frames), default=0) <= KEEP_FRAME:  # the common case
-            self._take(map(parse_frame, frames), now)
+            self._take(zip(frames, map(parse_frame, frames), strict=True), now)
         else:
-            for frame in frames:
-                size = len(frame)
-                self._take((parse_frame(frame),), now, size if size > KEEP_FRAME else 0)
+            sources = [f if len(f) <= KEEP_FRAME else NotKept(len(f)) for f in frames]
+            self._take(zip(sources, map(parse_frame, frames), strict=True), now)
         if self._greeted or self._replay is not None:
             self._after_greeting()
 
-    def _take(self, messages: Iterable[Message], now: float, too_big: int = 0) -> None:
-        """``too_big``: the frame's size when over KEEP_FRAME (its message is not kept)."""
+    def _take(self, items: Iterable[tuple[Source, Message]], now: float) -> None:
+        """Each message, with the source its line keeps."""
         wall = self._wallclock()
         stamp = self._timestamp(wall)
         append = self.entries.append
@@ -199,24 +216,24 @@ class Monitor:
         by_type = self.by_type
         events = 0
         last: Event | None = None
-        for message in messages:
+        for source, message in items:
             if type(message) is Event:
                 kind = message.type  # a StrEnum: hashes and compares as its str value
                 by_type[kind] += 1
-                line = f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}"
-                append((kind, line, NotKept(too_big) if too_big else message, wall))
+                append(
+                    (kind, f"{stamp}  {_PADDED[kind]}  {format_data(message.data)}", source, wall)
+                )
                 handle(message, now)
                 events += 1
                 last = message
             elif type(message) is Batch:  # ?batch=: its messages, each as if framed alone
-                more = len(message.messages) - 1  # the frame was counted once already
-                self.received += more
-                self.rate.add(now, more)
-                each = too_big // max(len(message.messages), 1)  # a message's share
-                self._take(message.messages, now, each if each > KEEP_FRAME else 0)
+                count = len(message.messages)
+                self.received += count - 1  # the frame was counted once already
+                self.rate.add(now, count - 1)
+                self._take(zip(_in_batch(source, count), message.messages, strict=True), now)
                 last = None  # the batch's own events set last_seq
             else:
-                self._other(message, too_big)
+                self._other(message, source)
         self.events += events
         self._new += events
         if self.paused:
@@ -224,7 +241,7 @@ class Monitor:
         if last is not None and last.seq is not None:
             self.position.advance(last.seq)
 
-    def _other(self, message: Message, too_big: int = 0) -> None:
+    def _other(self, message: Message, source: Source = None) -> None:
         if isinstance(message, Greeting):
             self._greeted = True
             self._append(INFO, "greeting from the bridge (connected)")
@@ -252,11 +269,11 @@ class Monitor:
         elif isinstance(message, Unknown):
             self.by_type[UNKNOWN] += 1
             line = f"type '{clean(message.type, 40)}'  {format_data(message.data)}"
-            self._append(UNKNOWN, line, NotKept(too_big) if too_big else message)
+            self._append(UNKNOWN, line, source)
         else:
             assert isinstance(message, Malformed)
             self.by_type[MALFORMED] += 1
-            self._append(MALFORMED, f"{message.reason}: {clean(message.raw)}", message)
+            self._append(MALFORMED, f"{message.reason}: {clean(message.raw)}", source)
 
     # -- resuming after a reconnect ----------------------------------------------
 
@@ -319,10 +336,10 @@ class Monitor:
         """Add an informational line (connection changes, resyncs)."""
         self._append(INFO, clean(text, 300))
 
-    def _append(self, kind: LineKind, text: str, message: Message | NotKept | None = None) -> None:
+    def _append(self, kind: LineKind, text: str, source: Source = None) -> None:
         wall = self._wallclock()
         self.entries.append(
-            (kind, f"{self._timestamp(wall)}  {_PADDED[kind]}  {text}", message, wall)
+            (kind, f"{self._timestamp(wall)}  {_PADDED[kind]}  {text}", source, wall)
         )
         self._new += 1
         if self.paused:

@@ -170,10 +170,7 @@ class DetailsScreen(ModalScreen[None]):
             frame = pretty_frame(self.entry[2])
             if frame is not None:
                 yield Static(Text("frame", style="bold"))
-                yield Static(
-                    Text("\n").join(safe_text(line) for line in frame.splitlines()),
-                    id="details-frame",
-                )
+                yield Static(shown_lines(frame), id="details-frame")
             yield Static(Text("y copies the frame; escape closes", style="dim italic"))
 
 
@@ -223,6 +220,21 @@ class HistoryScreen(ModalScreen[None]):
             yield Static(Text("escape closes", style="dim italic"))
 
 
+#: A screen shows this many lines of a frame, each cut at MAX_LINE cells (y copies it whole).
+MAX_LINES = 400
+MAX_LINE = 2000
+
+
+def shown_lines(text: str) -> Text:
+    """``text`` safe to draw, its first MAX_LINES lines each cut at MAX_LINE cells, and how
+    many more there are: a screen of a 16 MiB frame costs what a screen of text does."""
+    lines = text.splitlines()
+    shown = Text("\n").join(safe_text(line, MAX_LINE, pad=False) for line in lines[:MAX_LINES])
+    if len(lines) > MAX_LINES:
+        shown.append(f"\n… {len(lines) - MAX_LINES:,} more lines (y copies it whole)", "dim")
+    return shown
+
+
 def facts_text(facts: list[tuple[str, str]]) -> Table:
     """Label: value lines, the labels aligned, long values wrapped in their own column;
     the values (from the wire) made safe."""
@@ -230,5 +242,5 @@ def facts_text(facts: list[tuple[str, str]]) -> Table:
     table.add_column(justify="right", style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for label, value in facts:
-        table.add_row(label, safe_text(value))
+        table.add_row(label, safe_text(value, MAX_LINE, where="middle", pad=False))
     return table

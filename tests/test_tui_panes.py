@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
 from textual.screen import Screen
 from textual.widgets import Static
 
-from bbb_tui.app import BbbApp, TuiSettings
+from bbb_tui.app import PANE_COMMANDS, BbbApp, TuiSettings
+from bbb_tui.details import message_of
 from bbb_tui.monitor import KEEP_FRAME
 from bbb_tui.recording import read_recording
 from bbb_tui.screens import DetailsScreen, HistoryScreen
@@ -158,8 +159,7 @@ async def test_s_in_a_folder_it_cannot_write_says_so(tmp_path: Path) -> None:
     app = offline(save_dir=str(tmp_path / "missing"))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("s")
-        await pilot.pause()
-        assert any("Cannot save" in str(n.message) for n in app._notifications)
+        await wait_for(lambda: any("Cannot save" in str(n.message) for n in app._notifications))
         assert app.is_running
 
 
@@ -217,12 +217,44 @@ async def test_ctrl_p_offers_every_action_by_name(tmp_path: Path) -> None:
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)
         await pilot.press(*"save the kept")
-        await pilot.pause(0.3)
+        commands = app.screen.query_one(CommandList)
+
+        def first_is_save() -> bool:
+            return commands.option_count > 0 and "Save the kept" in str(
+                commands.get_option_at_index(0).prompt
+            )
+
+        await wait_for(first_is_save, what="the save command found")
         await pilot.press("enter")
         await wait_for(lambda: bool(saved_in(tmp_path)), what="saved from the palette")
         titles = {cmd.title for cmd in app.get_system_commands(app.screen)}
     assert {"Save the kept events (as filtered) to a JSON Lines file --replay reads",
             "Sort the cache table by the next column", "Theme"} <= titles  # fmt: skip
+
+
+def test_the_panes_commands_name_actions_they_have() -> None:
+    """Every pane command of the palette runs an action its pane has (a renamed action
+    would do nothing, silently)."""
+    panes = {"log": EventLog, "table": QueryTable}
+    for _, _, pane, action in PANE_COMMANDS:
+        name = action.split("(")[0]
+        assert callable(getattr(panes[pane], f"action_{name}", None)), (pane, action)
+
+
+async def test_a_synced_table_stays_where_it_was_scrolled() -> None:
+    """New data does not pull the view back to the cursor's row: only moving or sorting
+    does (the mouse wheel works while events flow)."""
+    app = offline()
+    async with app.run_test(size=(120, 30)) as pilot:
+        feed(app, *(encode_event(EventType.SINGLE_JOB_REFRESH, f"j{n}") for n in range(40)))
+        await pilot.pause()
+        table = app.query_one(QueryTable)
+        await pilot.press("tab", "tab")  # into the table (its cursor on row 0), and out
+        assert not table.has_focus and table.cursor == 0
+        table.scroll_to(y=20, animate=False, immediate=True)
+        feed(app, encode_event(EventType.SINGLE_JOB_REFRESH, "j-new"))
+        await pilot.pause()
+        assert table.scroll_offset.y == 20
 
 
 def deep_frame(depth: int) -> str:
@@ -242,11 +274,8 @@ async def test_hostile_lines_open_copy_and_save_without_harm(tmp_path: Path) -> 
         feed(app, deep_frame(deepest), hostile, big)
         await pilot.pause()
         log = app.query_one(EventLog)
-        assert [type(entry[2]).__name__ for entry in log.entries] == [
-            "Event",
-            "Malformed",
-            "NotKept",
-        ]
+        shown = [type(message_of(entry[2])).__name__ for entry in log.entries]
+        assert shown == ["Event", "Malformed", "NotKept"]
         for line in range(3):
             log.show_line(line)
             await pilot.press("y", "enter")
@@ -256,7 +285,7 @@ async def test_hostile_lines_open_copy_and_save_without_harm(tmp_path: Path) -> 
         assert any("too big to keep" in str(n.message) for n in app._notifications)
         await pilot.press("s", "s")  # twice in one second: two files
         await wait_for(lambda: len(saved_in(tmp_path)) == 2, what="two saves")
-        await wait_for(lambda: "too big or too deeply nested" in "\n".join(log.lines))
+        await wait_for(lambda: "too big to keep or too deeply nested" in "\n".join(log.lines))
         assert app.is_running
     frames = [frame for _, frame in read_recording(str(saved_in(tmp_path)[0]))]
     assert hostile[:200] in frames  # the malformed frame as received (its first 200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,12 +14,13 @@ from textual.theme import BUILTIN_THEMES
 
 from bbb_tui.cache import BASE_KEYS, QueryCache, QueryStatus
 from bbb_tui.client import ConnState, ConnStatus
-from bbb_tui.details import describe, frame_of, pretty_frame, saved_lines
+from bbb_tui.details import copied_text, describe, frame_of, pretty_frame, saved_lines
 from bbb_tui.monitor import (
     KEEP_FRAME,
     KINDS,
     MALFORMED,
     UNKNOWN,
+    InBatch,
     Monitor,
     NotKept,
     RateMeter,
@@ -28,7 +30,7 @@ from bbb_tui.recording import BadRecording, read_recording
 from bbb_tui.widgets.bullmq import QueuesView, fitting
 from bbb_tui.widgets.eventlog import KIND_COLOURS
 from bbb_tui.widgets.status import status_text
-from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, themed
+from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, readable, themed
 from bridge.core.protocol import Event, EventType, encode_event
 
 
@@ -258,31 +260,51 @@ def test_a_keys_history_keeps_one_entry_per_fetch_with_its_burst() -> None:
     assert second.started == 1.04 and second.finished == pytest.approx(1.14)
 
 
-def test_details_of_data_too_deep_to_encode_again_are_none_not_a_crash() -> None:
-    """Data the parser took at the edge of the stack may not encode again deeper in it:
-    no frame to copy or save (and said so), never a RecursionError."""
-    nested: list[object] = []
-    for _ in range(5 * sys.getrecursionlimit()):
-        nested = [nested]
-    entry = ("job-refresh", "line", Event(EventType.JOB_REFRESH, "1", {"a": nested}, 3), 0.0)
+def test_a_batch_item_too_deep_to_parse_again_is_none_not_a_crash() -> None:
+    """A line keeps its frame and parses it again when opened, deeper in the stack: data
+    nested past what the parser takes there gives no frame (said so), never a crash."""
+    depth = 5 * sys.getrecursionlimit()
+    frame = '[{"type":"job-refresh","data":{"jobId":"1","a":' + "[" * depth + "]" * depth + "}}]"
+    entry = ("job-refresh", "line", InBatch(frame, 0), 0.0)
     assert frame_of(entry[2]) is None and pretty_frame(entry[2]) is None
-    assert saved_lines([entry]) == []
-    assert dict(describe(entry))["seq"] == "3"
+    assert copied_text(entry[2]) is None and saved_lines([entry]) == []
+    assert "parse again" in dict(describe(entry))["why"]
 
 
-def test_a_frame_too_big_to_keep_keeps_its_line_and_its_size() -> None:
-    """The log keeps a message only up to KEEP_FRAME (in a batch: per message), so what it
-    holds stays bounded whatever arrives; the line and the counts are as ever."""
-    monitor = make_monitor()
+def test_lines_keep_their_frames_as_received_up_to_a_bound() -> None:
+    """A line keeps its frame (a batch's: shared, with each line's place in it) if it is at
+    most KEEP_FRAME long per message; a bigger one keeps its size only. So the frames the
+    log holds add up to capacity x KEEP_FRAME at most; the lines and counts are as ever."""
+    monitor = make_monitor(capacity=1000)
+    small = encode_event(EventType.JOB_REFRESH, "small", 7)
     big = encode_event(EventType.SINGLE_JOB_REFRESH, "é" + "x" * KEEP_FRAME)
-    monitor.feed_many([encode_event(EventType.JOB_REFRESH, "small"), big])
-    small, large = monitor.entries
-    assert type(small[2]) is Event and large[2] == NotKept(len(big))
-    assert monitor.events == 2 and "jobId=éxxx" in large[1] and len(large[1]) < 200
-    cache = monitor.cache
-    settle(cache, 5.0)
-    query = cache.per_id[("jobs/single", "é" + "x" * KEEP_FRAME)]
+    items = [f'{{"type":"single-job-refresh","data":{{"jobId":"b{n}"}}}}' for n in range(70)]
+    huge = '{"type":"single-job-refresh","data":{"jobId":"' + "y" * (KEEP_FRAME * 80) + '"}}'
+    smuggled = "[" + ",".join([huge, *items]) + "]"  # one huge item among small ones
+    shared = "[" + ",".join(items) + "]"
+    monitor.feed_many([small, big, smuggled, shared])
+    entries = list(monitor.entries)
+    assert entries[0][2] == small and entries[1][2] == NotKept(len(big))
+    assert {type(e[2]) for e in entries[2:73]} == {NotKept}  # 80 x KEEP_FRAME over 71 items
+    assert [e[2] for e in entries[73:]] == [InBatch(shared, n) for n in range(70)]
+    kept = {id(e[2].frame if isinstance(e[2], InBatch) else e[2]) for e in entries}
+    assert len(kept) == 4  # the small frame, the batch frame 70 lines share, 2 NotKept
+    assert monitor.events == 1 + 1 + 71 + 70 and "jobId=éxxx" in entries[1][1]
+    assert json.loads(frame_of(entries[80][2]) or "") == json.loads(items[7])
+    assert copied_text(entries[0][2]) == small.decode()
+    alone = make_monitor()
+    alone.feed(big)
+    settle(alone.cache, 5.0)
+    query = alone.cache.per_id[("jobs/single", "é" + "x" * KEEP_FRAME)]
     assert cell_len(query.data) <= 1000  # the answer is cut before it is made safe
+
+
+def test_a_non_ascii_frame_is_copied_as_ascii_json() -> None:
+    frame = '{"type":"job-refresh","data":{"jobId":"caf\u00e9 \u202e"}}'
+    raw = frame.encode().decode("unicode_escape")
+    copied = copied_text(raw)
+    assert copied is not None and copied.isascii() and json.loads(copied) == json.loads(raw)
+    assert copied_text("not json \x1b]0;t\x07") == "not json \\x1b]0;t\\x07"
 
 
 def test_a_recording_with_times_no_clock_shows_is_refused(tmp_path: Path) -> None:
@@ -299,3 +321,16 @@ def test_narrow_views_drop_their_least_useful_columns_first() -> None:
     narrow = fitting(widths, QueuesView.DROP_FIRST, 78)
     assert narrow[0] == "queue" and "alarms" in narrow and "done/min" not in narrow
     assert sum(widths[name] for name in narrow) <= 78
+
+
+def test_a_colour_too_faint_for_the_theme_is_moved_toward_its_foreground() -> None:
+    """Pale yellow on a light panel reads 1.1:1: it is blended toward the foreground until
+    it keeps MIN_CONTRAST on every background; a colour that reads stays as it is."""
+    light = {"background": "#FFFFFF", "surface": "#F5F5F5", "panel": "#E8E8E8",
+             "foreground": "#1A1A1A"}  # fmt: skip
+    faint = Color.parse("#FFF3B0")
+    assert contrast(faint, Color.parse("#E8E8E8")) < 1.5
+    shown = Color.parse(readable("#FFF3B0", light))
+    grounds = ("background", "surface", "panel")
+    assert all(contrast(shown, Color.parse(light[g])) >= MIN_CONTRAST for g in grounds)
+    assert readable("#1A1A1A", light) == Color.parse("#1A1A1A").hex

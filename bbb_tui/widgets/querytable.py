@@ -206,14 +206,13 @@ class QueryTable(ScrollView, can_focus=True):
         elif self.sort_reverse:
             order.reverse()
         if order != self._order:
-            grew = len(order) != len(self._order)
+            resized = len(order) != len(self._order)
             self._order = order
             self._strips.clear()  # the zebra follows the position
             self.virtual_size = Size(self.size.width, len(order) + 1)
-            if grew:
+            if resized:
                 self.refresh(layout=True)  # its height follows its rows, up to its share
-        self._keep_cursor_visible()
-        self.refresh()
+        self.refresh()  # the view stays where it is: only a move or a sort chases the cursor
 
     # -- drawing -------------------------------------------------------------------
 
@@ -338,11 +337,15 @@ class QueryTable(ScrollView, can_focus=True):
         names: list[str | None] = [None, *COLUMNS]
         self.sort_column = names[(names.index(self.sort_column) + step) % len(names)]
         self.sort_reverse = False
-        self._reorder()
+        self._resort()
 
     def action_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
+        self._resort()
+
+    def _resort(self) -> None:
         self._reorder()
+        self._keep_cursor_visible()
 
     def on_click(self, event: events.Click) -> None:
         """A header sorts by its column (again: reversed); a row takes the cursor; a
@@ -357,7 +360,7 @@ class QueryTable(ScrollView, can_focus=True):
                     self.sort_reverse = not self.sort_reverse
                 else:
                     self.sort_column, self.sort_reverse = column, False
-                self._reorder()
+                self._resort()
             return
         self._move_to(self.scroll_offset.y + offset.y - 1)
         if event.chain == 2:

@@ -51,7 +51,7 @@ def status_text(
     now: float,
     *,
     palette: Palette,
-    width: int = 200,
+    width: int,
     read_only: bool = False,
     data: str = "",
 ) -> Text:
