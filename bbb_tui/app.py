@@ -36,12 +36,14 @@ from bbb_tui.publisher import TestEventPublisher
 from bbb_tui.queue_stats import QueueRow, QueueStats
 from bbb_tui.recording import BadRecording, Recorder, replay
 from bbb_tui.screens import (
+    PANES,
     DetailsScreen,
     FilterScreen,
     HelpScreen,
     HistoryScreen,
     SearchScreen,
     TokenScreen,
+    binding_rows,
     search_pattern,
 )
 from bbb_tui.widgets.bullmq import JobScreen, JobsView, QueuesView
@@ -81,15 +83,6 @@ def new_file(folder: Path, stem: str, suffix: str) -> tuple[Path, IO[str]]:
     raise FileExistsError(errno.EEXIST, "a thousand files of that name exist", str(folder))
 
 
-#: The panes' own actions, for the command palette: (what, keys, pane, action).
-PANE_COMMANDS = (
-    ("open the selected log line", "Enter in the log", "log", "open"),
-    ("select the line above in the log", "Up, k", "log", "cursor(-1)"),
-    ("the oldest line of the log", "Home, g", "log", "scroll_home"),
-    ("the history of the selected cache key", "Enter in the table", "table", "open"),
-    ("sort the cache table by the next column", "o", "table", "sort(1)"),
-    ("reverse the cache table's order", "O", "table", "reverse"),
-)
 #: The actions that write to Redis: off (and hidden) with --read-only.
 PUBLISHING_ACTIONS = frozenset({"fire", "fire_all"})
 
@@ -738,23 +731,24 @@ class BbbApp(App[None]):
                 f"key: {keys}",
                 partial(self.run_action, action),
             )
-        for description, keys, target, action in PANE_COMMANDS:
-            widget = self.event_log if target == "log" else self.table
-            yield SystemCommand(
-                description[:1].upper() + description[1:],
-                f"key: {keys}",
-                partial(self.run_action, action, widget),
-            )
+        panes = {EventLog: self.event_log, QueryTable: self.table}
+        for where, pane in PANES:
+            for keys, what, action in binding_rows(pane.BINDINGS, self.key_display):
+                yield SystemCommand(
+                    f"{where[:1].upper()}{where[1:]}: {what}",
+                    f"key: {keys}",
+                    partial(self.run_action, action, panes[pane]),
+                )
         yield from super().get_system_commands(screen)
 
     def key_table(self) -> list[tuple[str, str, str]]:
         """(keys, what they do, action) of each app key offered now (as the footer does)."""
-        rows = []
-        for binding in self.BINDINGS:
-            assert isinstance(binding, Binding)
-            _, action, parameters = parse(binding.action)
-            if self.check_action(action, parameters) is False:
-                continue  # hidden here as in the footer (the demo's keys, publishing keys)
-            keys = ", ".join(self.get_key_display(Binding(k, "")) for k in binding.key.split(","))
-            rows.append((keys, binding.tooltip or binding.description, binding.action))
-        return rows
+        return [  # less what check_action hides, as the footer does (+ and -, publishing)
+            (keys, what, action)
+            for keys, what, action in binding_rows(self.BINDINGS, self.key_display)
+            if self.check_action(*parse(action)[1:]) is not False
+        ]
+
+    def key_display(self, key: str) -> str:
+        """One key as the footer shows it: ``?``, ``^c``, ``end``."""
+        return self.get_key_display(Binding(key, ""))

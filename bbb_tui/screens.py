@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rich.table import Table
 from rich.text import Text
@@ -13,12 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Input, SelectionList, Static
 
 from bbb_tui.cache import Query
 from bbb_tui.details import describe, pretty_frame
 from bbb_tui.monitor import KINDS, Entry
-from bbb_tui.widgets.eventlog import kind_style
+from bbb_tui.widgets.eventlog import EventLog, kind_style
+from bbb_tui.widgets.querytable import QueryTable
 from bbb_tui.widgets.safe import safe_text
 from bbb_tui.widgets.themed import palette_of
 
@@ -46,7 +48,8 @@ class HelpScreen(ModalScreen[None]):
         keys_table = Table.grid(padding=(0, 2))
         keys_table.add_column(justify="right", style=palette_of(self.app)["key"], no_wrap=True)
         keys_table.add_column()  # wrapped, in its own column
-        for keys, description in self.keys + list(PANE_KEYS):
+        display = self.app.get_key_display
+        for keys, description in self.keys + pane_keys(lambda k: display(Binding(k, ""))):
             keys_table.add_row(keys, description)
         with VerticalScroll(id="help-box"):  # scrolls when the terminal is too small for it
             yield Static(Text(ABOUT, style="dim"), id="help-about")
@@ -54,17 +57,37 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text("escape or ? closes; PgUp, PgDn scroll this", style="dim italic"))
 
 
-#: What the log and the table do with keys and the mouse (beside the app's keys).
-PANE_KEYS = (
+#: What is not a binding of ours: Textual's focus, scrolling and mouse, and the palette.
+GENERAL_KEYS = (
     ("tab", "the next pane: the log, the table (the focused one has a bright border)"),
-    ("up, down, k, j", "select a line of the log, a row of the table (scrolls to it)"),
-    ("enter", "open it: a log line's frame, seq and keys; a cache key's fetch history"),
     ("PgUp, PgDn", "scroll a page (or the mouse wheel); scrolling the log up stops following"),
-    ("home, g", "the top; end or G: the bottom (the log follows again)"),
-    ("o, O", "sort the table by the next column, or reverse it (or click a header)"),
     ("mouse", "click selects a line, double click opens it; drag selects text (ctrl+c copies)"),
     ("ctrl+p", "the command palette: every action by name, and the themes"),
 )
+#: The panes whose own keys the help, the palette and the README list.
+PANES: tuple[tuple[str, type[Widget]], ...] = (("in the log", EventLog), ("in a table", QueryTable))
+
+
+def binding_rows(
+    bindings: Iterable[Binding | tuple[str, ...]], display: Callable[[str], str]
+) -> list[tuple[str, str, str]]:
+    """(keys as shown, what they do, action) of each binding that says what it does."""
+    rows = []
+    for binding in bindings:
+        if isinstance(binding, Binding) and binding.tooltip:
+            keys = ", ".join(display(key) for key in binding.key.split(","))
+            rows.append((keys, binding.tooltip, binding.action))
+    return rows
+
+
+def pane_keys(display: Callable[[str], str]) -> list[tuple[str, str]]:
+    """(keys, what they do) of the panes' own keys, each said where, then the general ones."""
+    rows = [
+        (keys, f"{where}: {what}")
+        for where, pane in PANES
+        for keys, what, _ in binding_rows(pane.BINDINGS, display)
+    ]
+    return rows + list(GENERAL_KEYS)
 
 
 class FilterScreen(ModalScreen[None]):

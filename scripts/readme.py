@@ -19,7 +19,7 @@ from textual.binding import Binding
 
 from bbb_tui.app import BbbApp
 from bbb_tui.cli import OPTIONS as TUI_OPTIONS
-from bbb_tui.screens import PANE_KEYS
+from bbb_tui.screens import pane_keys
 from bridge.cli import COMMANDS
 from bridge.options import Option, markdown_table
 
@@ -39,7 +39,8 @@ KEY_NOTES = {
 }
 _KEY_NAMES = {
     "question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "escape": "Esc",
-    "end": "End", "enter": "Enter", "ctrl+c": "Ctrl+C",
+    "end": "End", "enter": "Enter", "ctrl+c": "Ctrl+C", "up": "Up", "down": "Down",
+    "home": "Home", "pageup": "PgUp", "pagedown": "PgDn",
 }  # fmt: skip
 
 
@@ -51,7 +52,7 @@ def keys_table() -> list[str]:
         keys = " ".join(f"`{_KEY_NAMES.get(k, k)}`" for k in binding.key.split(","))
         note = KEY_NOTES.get(parse(binding.action)[1], "")
         rows.append(f"| {keys} | {note}{binding.tooltip or binding.description} |")
-    for keys, what in PANE_KEYS:
+    for keys, what in pane_keys(lambda key: _KEY_NAMES.get(key, key)):
         shown = " ".join(f"`{k.strip()}`" for k in keys.split(","))
         rows.append(f"| {shown} | {what} |")
     return rows

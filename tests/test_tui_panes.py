@@ -14,11 +14,11 @@ from textual.command import CommandList, CommandPalette
 from textual.screen import Screen
 from textual.widgets import Static
 
-from bbb_tui.app import PANE_COMMANDS, BbbApp, TuiSettings
+from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.details import message_of
 from bbb_tui.monitor import KEEP_FRAME
 from bbb_tui.recording import read_recording
-from bbb_tui.screens import DetailsScreen, HistoryScreen
+from bbb_tui.screens import PANES, DetailsScreen, HistoryScreen, binding_rows
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import COLUMNS, QueryTable, layout
 from bridge.core.protocol import Event, EventType, encode_event, parse_frame
@@ -229,16 +229,17 @@ async def test_ctrl_p_offers_every_action_by_name(tmp_path: Path) -> None:
         await wait_for(lambda: bool(saved_in(tmp_path)), what="saved from the palette")
         titles = {cmd.title for cmd in app.get_system_commands(app.screen)}
     assert {"Save the kept events (as filtered) to a JSON Lines file --replay reads",
-            "Sort the cache table by the next column", "Theme"} <= titles  # fmt: skip
+            "In a table: sort by the next column (or click a header; again: reversed)",
+            "Theme"} <= titles  # fmt: skip
 
 
-def test_the_panes_commands_name_actions_they_have() -> None:
-    """Every pane command of the palette runs an action its pane has (a renamed action
-    would do nothing, silently)."""
-    panes = {"log": EventLog, "table": QueryTable}
-    for _, _, pane, action in PANE_COMMANDS:
-        name = action.split("(")[0]
-        assert callable(getattr(panes[pane], f"action_{name}", None)), (pane, action)
+def test_the_panes_keys_name_actions_they_have() -> None:
+    """Every key the help, the palette and the README list for a pane runs an action that
+    pane has (a renamed action would do nothing, silently)."""
+    for _, pane in PANES:
+        for _, _, action in binding_rows(pane.BINDINGS, str):
+            name = action.split("(")[0]
+            assert callable(getattr(pane, f"action_{name}", None)), (pane, action)
 
 
 async def test_a_synced_table_stays_where_it_was_scrolled() -> None:

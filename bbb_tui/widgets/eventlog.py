@@ -91,11 +91,14 @@ class EventLog(Log):
     """
 
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", "up", show=False),
-        Binding("down,j", "cursor(1)", "down", show=False),
-        Binding("enter", "open", "details", show=False),
-        Binding("home,g", "scroll_home", "top", show=False),
-    ]
+        Binding("up,k", "cursor(-1)", "up", show=False,
+                tooltip="select the line above (at first: the bottom line shown)"),
+        Binding("down,j", "cursor(1)", "down", show=False,
+                tooltip="select the line below (past the newest: follow again)"),
+        Binding("enter", "open", "details", show=False,
+                tooltip="open the selected line: its frame, seq, arrival, the keys it invalidated"),
+        Binding("home,g", "scroll_home", "top", show=False, tooltip="the oldest line"),
+    ]  # fmt: skip
 
     class Opened(Message):
         """Enter on a line: the app shows its details."""

@@ -89,16 +89,18 @@ class QueryTable(ScrollView, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", "up", show=False),
-        Binding("down,j", "cursor(1)", "down", show=False),
-        Binding("pageup", "page(-1)", "page up", show=False),
-        Binding("pagedown", "page(1)", "page down", show=False),
-        Binding("home,g", "cursor_to(0)", "first", show=False),
-        Binding("end,G", "cursor_to(-1)", "last", show=False),
-        Binding("enter", "open", "history", show=False),
-        Binding("o", "sort(1)", "sort", show=False),
-        Binding("O", "reverse", "reverse", show=False),
-    ]
+        Binding("up,k", "cursor(-1)", "up", show=False, tooltip="the row above"),
+        Binding("down,j", "cursor(1)", "down", show=False, tooltip="the row below"),
+        Binding("pageup", "page(-1)", "page up", show=False, tooltip="a page up"),
+        Binding("pagedown", "page(1)", "page down", show=False, tooltip="a page down"),
+        Binding("home,g", "cursor_to(0)", "first", show=False, tooltip="the first row"),
+        Binding("end,G", "cursor_to(-1)", "last", show=False, tooltip="the last row"),
+        Binding("enter", "open", "history", show=False,
+                tooltip="the selected key's last fetches, with what led to each"),
+        Binding("o", "sort(1)", "sort", show=False,
+                tooltip="sort by the next column (or click a header; again: reversed)"),
+        Binding("O", "reverse", "reverse", show=False, tooltip="reverse the order"),
+    ]  # fmt: skip
 
     class Opened(Message):
         """Enter on a row: the app shows that key's history."""
