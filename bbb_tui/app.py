@@ -245,6 +245,7 @@ class BbbApp(App[None]):
         )
         self.status = self.client.status
         self._status_text = ""
+        self._said_error = ""  # the last connection error the log said in full
         self._spark_second = -1
         self._table_at = float("-inf")
         self._log_at = float("-inf")
@@ -349,6 +350,15 @@ class BbbApp(App[None]):
 
     def on_status(self, status: ConnStatus) -> None:
         previous, self.status = self.status, status
+        if status.state is ConnState.CONNECTED:
+            self._said_error = ""
+        elif status.error and status.error != self._said_error and status.state in (
+            ConnState.CONNECTING,
+            ConnState.RECONNECTING,
+        ):  # the whole error, once (the status line has room for its start only)
+            self._said_error = status.error
+            if previous.state is not ConnState.CONNECTED:  # else: "connection lost", below
+                self.monitor.note(f"cannot connect to {status.url}: {status.error}; retrying")
         if status.state is previous.state:
             return
         self.refresh_bindings()  # t shows after a refusal

@@ -683,3 +683,16 @@ def test_recording_mistakes_are_one_line(
         assert tui_main(argv, {}) == 2
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1
+
+
+async def test_a_connection_error_is_said_whole_in_the_log_once() -> None:
+    """The status line has room for the start of an error; the log says it whole, once per
+    new error, not once per attempt."""
+    port = free_port()
+    app = BbbApp(TuiSettings(url=f"ws://127.0.0.1:{port}"))
+    async with app.run_test(size=(60, 15)):
+        await wait_for(lambda: app.status.attempt >= 3, 15, what="three attempts")
+        await wait_for(lambda: "cannot connect" in log_text(app), what="the error in the log")
+        said = [line for line in log_text(app).splitlines() if "cannot connect" in line]
+        assert len(said) == 1 and f"127.0.0.1:{port}" in said[0]
+        assert (app.status.error or "")[:20] in said[0]
