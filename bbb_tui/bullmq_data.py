@@ -168,7 +168,11 @@ class BullmqData:
         job = await bull.getJob(job_id)
         if job is None:
             return None
-        state, logs = await asyncio.gather(job.getState(), bull.getJobLogs(job_id, 0, 199))
+        # One after the other, not gathered: a fetch is cancelled when a newer one starts,
+        # and redis-py can end a cancelled command with an error of its own, which a
+        # gathered child would leave unretrieved (printed over the screen at exit).
+        state = await job.getState()
+        logs = await bull.getJobLogs(job_id, 0, 199)
         summary = JobSummary(
             id=str(job.id),
             queue=queue,
