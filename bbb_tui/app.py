@@ -352,9 +352,14 @@ class BbbApp(App[None]):
         previous, self.status = self.status, status
         if status.state is ConnState.CONNECTED:
             self._said_error = ""
-        elif status.error and status.error != self._said_error and status.state in (
-            ConnState.CONNECTING,
-            ConnState.RECONNECTING,
+        elif (
+            status.error
+            and status.error != self._said_error
+            and status.state
+            in (
+                ConnState.CONNECTING,
+                ConnState.RECONNECTING,
+            )
         ):  # the whole error, once (the status line has room for its start only)
             self._said_error = status.error
             if previous.state is not ConnState.CONNECTED:  # else: "connection lost", below

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from textual.app import App, ComposeResult
 from textual.command import CommandList, CommandPalette
 from textual.screen import Screen
 from textual.widgets import Static
@@ -17,8 +18,10 @@ from textual.widgets import Static
 from bbb_tui.app import BbbApp, TuiSettings
 from bbb_tui.details import message_of
 from bbb_tui.monitor import KEEP_FRAME
+from bbb_tui.queue_stats import QueueCounts, QueueRow
 from bbb_tui.recording import read_recording
 from bbb_tui.screens import PANES, DetailsScreen, HistoryScreen, binding_rows
+from bbb_tui.widgets.bullmq import QueuesView
 from bbb_tui.widgets.eventlog import EventLog
 from bbb_tui.widgets.querytable import COLUMNS, QueryTable, layout
 from bridge.core.protocol import Event, EventType, encode_event, parse_frame
@@ -323,3 +326,37 @@ async def test_a_log_with_no_room_still_selects_a_real_line() -> None:
         await pilot.pause()
         await pilot.press("k")
         assert app.query_one(EventLog).cursor in (0, 1, 2)
+
+
+async def test_the_queues_view_sorts_by_any_column_and_keeps_its_cursor() -> None:
+    """o sorts by the next column (numbers as numbers), O reverses, a header click sorts by
+    its column; the cursor stays on its queue as the rows are redrawn."""
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield QueuesView()
+
+    def row(name: str, waiting: int) -> QueueRow:
+        counts = {"waiting": waiting, "active": 0, "delayed": 0, "failed": 0, "completed": 0}
+        return QueueRow(name, QueueCounts(counts, False), 0, 0, None, None, None, None, 0, 0, False)
+
+    app = One()
+    async with app.run_test(size=(160, 20)) as pilot:
+        view = app.query_one(QueuesView)
+        rows = [row("b", 9), row("a", 10), row("c", 2)]
+        view.show(rows)
+        view.focus()
+        await pilot.press("down")  # on "a"
+
+        def names() -> list[str]:
+            return [str(view.get_row_at(n)[0]) for n in range(view.row_count)]
+
+        await pilot.press("o")  # by queue
+        assert names() == ["a", "b", "c"] and view.sort_column == "queue"
+        assert str(view.get_row_at(view.cursor_row)[0]) == "a"
+        await pilot.press("o")  # by wait, as numbers: 2 < 9 < 10
+        assert names() == ["c", "b", "a"]
+        await pilot.press("O")
+        assert names() == ["a", "b", "c"]
+        view.show(rows)  # a redraw keeps the order and the cursor
+        assert names() == ["a", "b", "c"] and str(view.get_row_at(view.cursor_row)[0]) == "a"

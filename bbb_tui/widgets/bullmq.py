@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Static
 
 from bbb_tui.bullmq_data import JobDetails, JobSummary
 from bbb_tui.queue_stats import QueueRow, duration
+from bbb_tui.widgets.querytable import sort_mark
 from bbb_tui.widgets.safe import safe_text
 from bbb_tui.widgets.themed import Palette, palette, palette_of
 
@@ -91,14 +92,8 @@ class FittingTable(DataTable[Text]):
         self.shown = shown
         self.clear(columns=True)
         for name in shown:
-            mark = ""
-            if name == self.sort_column:
-                mark = (
-                    " \N{BLACK DOWN-POINTING SMALL TRIANGLE}"
-                    if self.sort_reverse
-                    else (" \N{BLACK UP-POINTING SMALL TRIANGLE}")
-                )
-            self.add_column(f"{name}{mark}", key=name)
+            mark = sort_mark(name, self.sort_column, self.sort_reverse)
+            self.add_column(f"{name} {mark}" if mark else name, key=name)
         self._fill()
 
     def fill(self, rows: list[Row]) -> None:

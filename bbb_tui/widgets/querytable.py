@@ -67,6 +67,17 @@ _STATUS_ORDER = {QueryStatus.FETCHING: 0, QueryStatus.STALE: 1, QueryStatus.FRES
 _STATUSES = {status.value for status in QueryStatus}
 
 
+def sort_mark(name: str, sort_column: str | None, reverse: bool) -> str:
+    """The header's mark on the column the rows are sorted by: ▴ ascending, ▾ reversed."""
+    if name != sort_column:
+        return ""
+    return (
+        "\N{BLACK DOWN-POINTING SMALL TRIANGLE}"
+        if reverse
+        else "\N{BLACK UP-POINTING SMALL TRIANGLE}"
+    )
+
+
 def layout(width: int) -> list[tuple[str, int]]:
     """The columns shown in ``width`` cells, with their widths."""
     key = min(max(width * 3 // 10, 16), 34)
@@ -256,16 +267,9 @@ class QueryTable(ScrollView, can_focus=True):
         return Strip(text.render(self.app.console), width)
 
     def _header(self) -> Text:
-        names = []
-        for name in COLUMNS:
-            mark = ""
-            if name == self.sort_column:
-                mark = (
-                    "\N{BLACK DOWN-POINTING SMALL TRIANGLE}"
-                    if self.sort_reverse
-                    else ("\N{BLACK UP-POINTING SMALL TRIANGLE}")
-                )
-            names.append(f"{name}{mark}")
+        names = [
+            f"{name}{sort_mark(name, self.sort_column, self.sort_reverse)}" for name in COLUMNS
+        ]
         return self._line(tuple(names), self.size.width, Style(bold=True))
 
     def _line(self, cells: Cells, width: int, style: Style) -> Text:
