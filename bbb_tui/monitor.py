@@ -58,7 +58,9 @@ _MAX_VALUE = 120  # terminal cells of one data value shown in the log
 #: most this long; a batch's frame is shared by its lines, and kept if it holds at most this
 #: much per message. So the frames the log keeps add up to capacity x KEEP_FRAME at most,
 #: whatever arrives (a frame may be 16 MiB), and they are parsed again only when opened.
-KEEP_FRAME = 16 * 1024
+KEEP_FRAME = 16 * 1024  # characters (a str holds up to 4 bytes each)
+#: Malformed messages of one batch that get a log line each; the rest are counted.
+MAX_BATCH_MALFORMED = 1000
 
 
 class NotKept(NamedTuple):
@@ -201,9 +203,13 @@ class Monitor:
         self.rate.add(now, len(frames))
         if max(map(len, frames), default=0) <= KEEP_FRAME:  # the common case
             self._take(zip(frames, map(parse_frame, frames), strict=True), now)
-        else:
-            sources = [f if len(f) <= KEEP_FRAME else NotKept(len(f)) for f in frames]
-            self._take(zip(sources, map(parse_frame, frames), strict=True), now)
+        else:  # a frame too big to keep whole; a batch's is judged per message (_in_batch)
+            messages = list(map(parse_frame, frames))
+            sources = [
+                f if len(f) <= KEEP_FRAME or type(m) is Batch else NotKept(len(f))
+                for f, m in zip(frames, messages, strict=True)
+            ]
+            self._take(zip(sources, messages, strict=True), now)
         if self._greeted or self._replay is not None:
             self._after_greeting()
 
@@ -230,7 +236,7 @@ class Monitor:
                 count = len(message.messages)
                 self.received += count - 1  # the frame was counted once already
                 self.rate.add(now, count - 1)
-                self._take(zip(_in_batch(source, count), message.messages, strict=True), now)
+                self._take(self._batch_items(message, source), now)
                 last = None  # the batch's own events set last_seq
             else:
                 self._other(message, source)
@@ -240,6 +246,26 @@ class Monitor:
             self.held += events
         if last is not None and last.seq is not None:
             self.position.advance(last.seq)
+
+    def _batch_items(self, batch: Batch, source: Source) -> Iterable[tuple[Source, Message]]:
+        """A batch's messages with their sources; past MAX_BATCH_MALFORMED malformed ones,
+        the rest are counted, not logged (a line costs ~10 us: a hostile batch of a
+        million bad items must not take seconds)."""
+        items = zip(_in_batch(source, len(batch.messages)), batch.messages, strict=True)
+        bad = sum(type(message) is Malformed for message in batch.messages)
+        if bad <= MAX_BATCH_MALFORMED:
+            return items
+        kept, seen = [], 0
+        for item in items:
+            if type(item[1]) is Malformed:
+                seen += 1
+                if seen > MAX_BATCH_MALFORMED:
+                    continue
+            kept.append(item)
+        unlogged = bad - MAX_BATCH_MALFORMED
+        self.by_type[MALFORMED] += unlogged
+        self._append(MALFORMED, f"{unlogged:,} more malformed messages in this batch, not shown")
+        return kept
 
     def _other(self, message: Message, source: Source = None) -> None:
         if isinstance(message, Greeting):

@@ -31,7 +31,7 @@ from bbb_tui.widgets.bullmq import QueuesView, fitting
 from bbb_tui.widgets.eventlog import KIND_COLOURS
 from bbb_tui.widgets.status import status_text
 from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, readable, themed
-from bridge.core.protocol import Event, EventType, encode_event
+from bridge.core.protocol import MAX_BATCH, Event, EventType, Malformed, encode_event, parse_frame
 
 
 def event(event_type: EventType, ident: str) -> Event:
@@ -268,7 +268,7 @@ def test_a_batch_item_too_deep_to_parse_again_is_none_not_a_crash() -> None:
     entry = ("job-refresh", "line", InBatch(frame, 0), 0.0)
     assert frame_of(entry[2]) is None and pretty_frame(entry[2]) is None
     assert copied_text(entry[2]) is None and saved_lines([entry]) == []
-    assert "parse again" in dict(describe(entry))["why"]
+    assert "parse again" in dict(describe(entry))["frame"]
 
 
 def test_lines_keep_their_frames_as_received_up_to_a_bound() -> None:
@@ -290,7 +290,7 @@ def test_lines_keep_their_frames_as_received_up_to_a_bound() -> None:
     kept = {id(e[2].frame if isinstance(e[2], InBatch) else e[2]) for e in entries}
     assert len(kept) == 4  # the small frame, the batch frame 70 lines share, 2 NotKept
     assert monitor.events == 1 + 1 + 71 + 70 and "jobId=éxxx" in entries[1][1]
-    assert json.loads(frame_of(entries[80][2]) or "") == json.loads(items[7])
+    assert json.loads(frame_of(entries[80][2]) or "") == [json.loads(items[7])]  # a batch of one
     assert copied_text(entries[0][2]) == small.decode()
     alone = make_monitor()
     alone.feed(big)
@@ -334,3 +334,55 @@ def test_a_colour_too_faint_for_the_theme_is_moved_toward_its_foreground() -> No
     grounds = ("background", "surface", "panel")
     assert all(contrast(shown, Color.parse(light[g])) >= MIN_CONTRAST for g in grounds)
     assert readable("#1A1A1A", light) == Color.parse("#1A1A1A").hex
+
+
+def ev(ident: str) -> dict[str, object]:
+    return {"type": "job-refresh", "data": {"jobId": ident}}
+
+
+def replayed(frames: list[str | bytes]) -> tuple[list[str], list[str]]:
+    """The log lines (less their times) a monitor shows for ``frames``, then for the
+    recording ``s`` makes of them: what a replay of the saved file shows."""
+    live = make_monitor(capacity=5000)
+    live.feed_many(frames)
+    lines = [json.loads(line)["frame"] for line in saved_lines(live.entries)]
+    again = make_monitor(capacity=5000)
+    again.feed_many(lines)
+    return [e[1][14:] for e in live.entries], [e[1][14:] for e in again.entries]
+
+
+def test_a_saved_batch_replays_to_the_same_lines() -> None:
+    """Each message of a batch is saved as a batch of one: replayed, it reads as the live
+    client read it (a nested list stays malformed; a malformed item keeps its text); a
+    batch with bad UTF-8 is saved too."""
+    frames: list[str | bytes] = [
+        json.dumps([[ev("5")], ev("6")]),
+        json.dumps([{"a": 1, "b": [1, 2]}, ev("1")]),
+        b'[{"type":"job-refresh","data":{"jobId":"a\xff"}},{"type":"job-refresh","data":{}}]',
+    ]
+    live, again = replayed(frames)
+    assert live == again and len(live) == 6
+    assert "not a JSON object" in live[0] and "no string 'type'" in live[2]
+
+
+def test_a_big_batch_is_kept_by_its_share_per_message() -> None:
+    """A batch frame over KEEP_FRAME is kept if it holds at most KEEP_FRAME per message."""
+    monitor = make_monitor()
+    frame = json.dumps([ev("x" * 2000 + str(n)) for n in range(10)])
+    assert KEEP_FRAME < len(frame) <= 10 * KEEP_FRAME
+    monitor.feed_many([frame])
+    assert [e[2] for e in monitor.entries] == [InBatch(frame, n) for n in range(10)]
+    assert json.loads(copied_text(monitor.entries[3][2]) or "") == ev("x" * 2000 + "3")
+
+
+def test_a_batch_of_bad_items_costs_a_bounded_number_of_lines() -> None:
+    """5,000 malformed items in one batch: all counted, a thousand logged, one line for the
+    rest; a batch longer than MAX_BATCH is one malformed frame."""
+    monitor = make_monitor(capacity=5000)
+    monitor.feed_many(["[" + ",".join(["1"] * 5000) + "," + json.dumps(ev("ok")) + "]"])
+    assert monitor.by_type[MALFORMED] == 5000 and monitor.events == 1
+    assert len(monitor.entries) == 1000 + 1 + 1
+    assert any("4,000 more malformed messages" in e[1] for e in monitor.entries)
+    assert parse_frame("[" + ",".join(["1"] * (MAX_BATCH + 1)) + "]") == Malformed(
+        f"a batch of more than {MAX_BATCH:,} messages", ("[" + "1," * 100)[:200]
+    )

@@ -362,6 +362,10 @@ Message = Event | Greeting | Resync | Session | RedisDown | RedisUp | Batch | Un
 
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}  # faster than EventType(s)
 _MAX_RAW = 200  # characters of a malformed frame kept for display
+#: A batch holds at most this many messages (a second of 20,000 events/s is 20,000): past
+#: it, the frame is malformed, so one frame (16 MiB of ``[1,1,...]`` is 8 million
+#: items) cannot keep a client busy for minutes.
+MAX_BATCH = 100_000
 _GREETING = Greeting()
 # The exact shape encode_event() produces, with a payload free of escapes: most frames.
 _PLAIN_FRAME = re.compile(
@@ -393,6 +397,8 @@ def _parse_json(text: str) -> Message:
     except (ValueError, RecursionError):
         return Malformed("not JSON", text[:_MAX_RAW])
     if isinstance(message, list) and message:  # the bridge never sends an empty batch
+        if len(message) > MAX_BATCH:
+            return Malformed(f"a batch of more than {MAX_BATCH:,} messages", text[:_MAX_RAW])
         return Batch(tuple(_parse_message(item, None) for item in message))
     return _parse_message(message, text)
 
