@@ -200,6 +200,7 @@ async def test_bridge_restart_shows_reconnecting_then_invalidates_everything(
             # A new bridge (a new epoch) cannot replay: it sends a resync, and all is refetched.
             await wait_for(
                 lambda: all(app.cache.queries[k].invalidations == before[k] + 1 for k in BASE_KEYS),
+                10,  # the resync follows the session at once; 5 s was tight on 2 busy cores
                 what="every key invalidated once",
             )
             await wait_for(lambda: "epoch-changed" in log_text(app), what="the reason logged")
