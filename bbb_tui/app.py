@@ -385,6 +385,7 @@ class BbbApp(App[None]):
         The table waits for TABLE_INTERVAL between redraws unless ``force`` is set.
         """
         now = self._clock()
+        self.monitor.check()
         self.cache.tick(now)
         if self.fetcher is not None:
             self.fetcher.tick()

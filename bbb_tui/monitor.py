@@ -59,6 +59,9 @@ _MAX_VALUE = 120  # terminal cells of one data value shown in the log
 #: much per message. So the frames the log keeps add up to capacity x KEEP_FRAME at most,
 #: whatever arrives (a frame may be 16 MiB), and they are parsed again only when opened.
 KEEP_FRAME = 16 * 1024  # characters (a str holds up to 4 bytes each)
+#: Seconds a greeting may wait for its session before the bridge is taken for one that
+#: cannot resume (an old one: then everything is refetched after a reconnect).
+SESSION_WAIT = 1.0
 #: Malformed messages of one batch that get a log line each; the rest are counted.
 MAX_BATCH_MALFORMED = 1000
 
@@ -176,7 +179,9 @@ class Monitor:
         # Where this client stands in the bridge's numbering, to resume from after a drop.
         self.position = ResumeTracker()
         self._reconnected = False  # connected again: a session (resume) or a refetch is due
-        self._greeted = False  # the greeting came; the session must come in the same read
+        self._greeted = False  # a greeting came, and no session yet
+        self._greeted_at = 0.0
+        self._events_at_greeting = 0
         self._replay: tuple[int, int] | None = None  # (first, last) seq being replayed
         #: When (``clock()``) the bridge lost Redis, while it says so; None while it has it.
         self.redis_down_since: float | None = None
@@ -269,7 +274,8 @@ class Monitor:
 
     def _other(self, message: Message, source: Source = None) -> None:
         if isinstance(message, Greeting):
-            self._greeted = True
+            self._greeted, self._greeted_at = True, self._clock()
+            self._events_at_greeting = self.events
             self._append(INFO, "greeting from the bridge (connected)")
         elif isinstance(message, Session):
             self._on_session(message)
@@ -339,9 +345,21 @@ class Monitor:
         count = self.cache.invalidate_all(self._clock())
         self._append(INFO, f"{why}: events may have been missed; invalidated all {count} queries")
 
+    def check(self) -> None:
+        """On the app's clock: a greeting long without a session is a bridge that cannot
+        resume (one that can sends its session with the greeting)."""
+        if self._greeted:
+            self._after_greeting()
+
     def _after_greeting(self) -> None:
-        """Per read, only around a (re)connect: finish a replay, or refetch without one."""
-        if self._greeted:  # a greeting but no session: a bridge that cannot resume
+        """Per read, only around a (re)connect: finish a replay, or refetch without one.
+
+        A bridge that resumes writes its session right after the greeting, but the two
+        may arrive in separate reads: only events after the greeting, or SESSION_WAIT
+        without a session, show a bridge that cannot resume (deciding on the greeting's
+        read alone refetched everything twice now and then, on a busy machine)."""
+        waited = self._clock() - self._greeted_at >= SESSION_WAIT
+        if self._greeted and (self.events > self._events_at_greeting or waited):
             self._greeted = False
             if self._reconnected:
                 self._reconnected = False

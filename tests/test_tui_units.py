@@ -19,6 +19,7 @@ from bbb_tui.monitor import (
     KEEP_FRAME,
     KINDS,
     MALFORMED,
+    SESSION_WAIT,
     UNKNOWN,
     InBatch,
     Monitor,
@@ -31,7 +32,16 @@ from bbb_tui.widgets.bullmq import QueuesView, fitting
 from bbb_tui.widgets.eventlog import KIND_COLOURS
 from bbb_tui.widgets.status import status_text
 from bbb_tui.widgets.themed import MIN_CONTRAST, ROLES, contrast, palette, readable, themed
-from bridge.core.protocol import MAX_BATCH, Event, EventType, Malformed, encode_event, parse_frame
+from bridge.core.protocol import (
+    GREETING,
+    MAX_BATCH,
+    Event,
+    EventType,
+    Malformed,
+    encode_event,
+    encode_session,
+    parse_frame,
+)
 
 
 def event(event_type: EventType, ident: str) -> Event:
@@ -386,3 +396,28 @@ def test_a_batch_of_bad_items_costs_a_bounded_number_of_lines() -> None:
     assert parse_frame("[" + ",".join(["1"] * (MAX_BATCH + 1)) + "]") == Malformed(
         f"a batch of more than {MAX_BATCH:,} messages", ("[" + "1," * 100)[:200]
     )
+
+
+def test_a_session_in_the_read_after_the_greeting_still_resumes() -> None:
+    """Reconnected, the greeting and the session may come in separate reads: no refetch.
+    A bridge that sends an event, or nothing for SESSION_WAIT, after its greeting cannot
+    resume: everything is refetched, once."""
+    now = [5.0]
+    for after in ("session", "event", "silence"):
+        monitor = Monitor(QueryCache(), clock=lambda: now[0], wallclock=lambda: 0.0)
+        monitor.feed_many(
+            [GREETING, encode_session("e1", 3), encode_event(EventType.JOB_REFRESH, "a", 3)]
+        )
+        monitor.connected(reconnect=True)
+        before = monitor.cache.base[("jobs/table",)].invalidations
+        monitor.feed(GREETING)  # alone in its read
+        monitor.check()
+        if after == "session":
+            monitor.feed(encode_session("e1", 3))
+        elif after == "event":
+            monitor.feed(encode_event(EventType.QUEUE_REFRESH, "q"))
+        else:
+            now[0] += SESSION_WAIT
+            monitor.check()
+        refetched = monitor.cache.base[("jobs/table",)].invalidations - before
+        assert refetched == (0 if after == "session" else 1), after
