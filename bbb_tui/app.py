@@ -325,7 +325,7 @@ class BbbApp(App[None]):
         if self.recorder is not None:
             self.recorder.close()
         if self.fetcher is not None:
-            self.fetcher.stop()
+            await self.fetcher.stop()
             await self.data.aclose()
 
     # -- fed from the WebSocket worker (plain calls; no widget work here) ----------

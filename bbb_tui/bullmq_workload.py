@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.wsio.plumbing import cancel_and_wait
+
 log = logging.getLogger("bridge")
 
 DEFAULT_JOB_RATE = 8.0
@@ -137,11 +139,7 @@ class BullmqWorkload:
     async def stop(self) -> None:
         """Stop producing, close the workers (jobs in hand finish, for CLOSE_TIMEOUT at most),
         close the queues."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         # Together, and briefly: a job still running then is retried by BullMQ later.
         closing = [asyncio.wait_for(worker.close(), CLOSE_TIMEOUT) for worker in self.workers]

@@ -28,6 +28,7 @@ from bridge.ops.logformat import redact_secrets
 from bridge.serving.server import Bridge
 from bridge.tools.embedded import EmbeddedRedisError, RedisChoice, choose_redis
 from bridge.tools.simulate import run_workload
+from bridge.wsio.plumbing import cancel_and_wait
 
 __all__ = ["Demo", "EmbeddedRedisError", "LogToMonitor"]
 
@@ -131,9 +132,7 @@ class Demo:
                 self._say(f"BullMQ: removed the demo's {removed} keys ({self.workload.prefix}:*)")
             self.workload = Workload(rate=self._rate)  # stopped once
         if self.publisher is not None:
-            self.publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.publisher
+            await cancel_and_wait([self.publisher])
             self.publisher = None
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):

@@ -17,6 +17,7 @@ from bbb_tui.bullmq_data import BullmqData, JobSummary
 from bbb_tui.cache import QueryCache
 from bbb_tui.queue_stats import QueueCounts, QueueRow, QueueStats, duration, queue_rows
 from bridge.core.protocol import QueryKey
+from bridge.wsio.plumbing import cancel_and_wait
 
 
 class Fetcher:
@@ -54,10 +55,11 @@ class Fetcher:
             task = asyncio.get_running_loop().create_task(self._fetch(key, started))
             self._running[key] = (started, task)
 
-    def stop(self) -> None:
-        for _, task in self._running.values():
-            task.cancel()
-        self._running.clear()
+    async def stop(self) -> None:
+        """Cancel the reads under way, and wait for them: the connections they hold go back
+        to the pool before it is closed."""
+        running, self._running = self._running, {}
+        await cancel_and_wait(task for _, task in running.values())
 
     async def _fetch(self, key: QueryKey, started: float) -> None:
         try:

@@ -45,7 +45,7 @@ from bridge.sources.bullmq_source import StreamSource
 from bridge.sources.redis_source import RedisSource
 from bridge.sources.supervisor import SourceState, Supervised
 from bridge.wsio.frames import text_frame
-from bridge.wsio.plumbing import CLOSE_TIMEOUT
+from bridge.wsio.plumbing import CLOSE_TIMEOUT, cancel_and_wait
 
 log = logging.getLogger("bridge")
 
@@ -150,11 +150,7 @@ class Bridge:
             for connection in list(self.doors.connections):
                 connection.abort()
             self._listener = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def run_until_signal(self) -> None:

@@ -9,7 +9,9 @@ The bridge's peers (:mod:`bridge.serving.peer`) and the TUI's connection
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from websockets.protocol import Protocol, State
 
@@ -61,3 +63,14 @@ def keep_alive(
         else:
             pump(protocol, transport, CLOSE_TIMEOUT)
     return True
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended: a cancelled task is not over yet (its
+    cleanup runs later), and what it holds (a connection, a pool) must outlive it."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
